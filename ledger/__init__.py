@@ -1,0 +1,1 @@
+"""Verifiable ledger: Merkle tree, signed checkpoints, receipt codes, canonical entries."""

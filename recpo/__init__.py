@@ -1,0 +1,1 @@
+"""The kernel: configuration, database, Redis, clock and i18n, imported by every other package."""

@@ -1,0 +1,257 @@
+"""The `recpo` command (also reachable as `flask --app wsgi ...`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup, with_appcontext
+
+from recpo.clock import lima_date
+from recpo.runtime import current_runtime
+
+
+def _create_app(*_args: Any) -> Flask:
+    from recpo.app import create_app
+
+    return create_app()
+
+
+def main() -> None:
+    """Run the `recpo` command."""
+    cli = FlaskGroup(
+        name="recpo",
+        create_app=_create_app,
+        add_default_commands=False,
+        load_dotenv=False,
+        set_debug_flag=False,
+        help="RECPO Gateway: registry of gold traders and processors.",
+    )
+    cli.main(prog_name="recpo")
+
+
+def register_commands(app: Flask) -> None:
+    """Attach every command group to `app.cli`."""
+    for command in (db, demo, serve, registry, admin):
+        app.cli.add_command(command)
+
+
+# --- db -------------------------------------------------------------------------------------------
+
+
+@click.group(help="Database schema.")
+def db() -> None:
+    pass
+
+
+@db.command("upgrade", help="Migrate the database to the newest schema (or to --revision).")
+@click.option("--revision", default="head", show_default=True)
+@with_appcontext
+def db_upgrade(revision: str) -> None:
+    from migrations import upgrade
+
+    runtime = current_runtime()
+    upgrade(runtime.settings.database_url, revision)
+    click.echo(f"database at {runtime.database.dialect} schema revision {revision}")
+
+
+@db.command("revision", help="Write a new migration file (for developers).")
+@click.option("-m", "--message", required=True)
+@click.option("--autogenerate/--empty", default=True, show_default=True)
+@with_appcontext
+def db_revision(message: str, autogenerate: bool) -> None:
+    from alembic import command
+
+    from migrations import alembic_config
+
+    config = alembic_config(current_runtime().settings.database_url)
+    command.revision(config, message=message, autogenerate=autogenerate)
+
+
+# --- demo -----------------------------------------------------------------------------------------
+
+
+@click.command(help="Seed demo registrants, REINFO registrations and an admin user (idempotent).")
+@with_appcontext
+def demo() -> None:
+    from admin.models import StaffRole, User
+    from admin.users import create_user
+    from registry.demo import seed_demo
+
+    runtime = current_runtime()
+    now = runtime.clock.now()
+    with runtime.database.transaction() as session:
+        created = seed_demo(session, now)
+        password = None
+        if session.query(User.id).filter(User.name == "admin").first() is None:
+            password = secrets.token_urlsafe(12)
+            create_user(session, "admin", StaffRole.ADMIN, password, now)
+    click.echo(f"demo data: {created} new registrants")
+    if password:
+        click.echo(f"console user 'admin' created with password: {password}")
+        click.echo("(shown once; create others with `recpo admin create-user`)")
+    else:
+        click.echo("console user 'admin' already exists (password unchanged)")
+
+
+# --- serve ----------------------------------------------------------------------------------------
+
+
+@click.command(help="Serve the web application with gunicorn.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=None, help="Default: PORT, else 5000.")
+@click.option("--workers", type=int, default=2, show_default=True)
+@with_appcontext
+def serve(host: str, port: int | None, workers: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    port = port or current_runtime().settings.port
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("graceful_timeout", 10)
+
+        def load(self) -> Flask:
+            # Each worker builds its own app, so no connection crosses a fork.
+            return _create_app()
+
+    click.echo(f"serving on http://{host}:{port} (Ctrl-C stops)")
+    Server().run()
+
+
+# --- registry -------------------------------------------------------------------------------------
+
+
+@click.group(help="Registrants and REINFO data.")
+def registry() -> None:
+    pass
+
+
+@registry.group("import", help="Import a CSV file (idempotent; rejected rows go to a report).")
+def registry_import() -> None:
+    pass
+
+
+def _report_path(kind: str, given: Path | None) -> Path:
+    if given:
+        return given
+    stamp = current_runtime().clock.now().strftime("%Y%m%dT%H%M%SZ")
+    return current_runtime().settings.instance_path / "reports" / f"{kind}-{stamp}.csv"
+
+
+def _progress(rows: int) -> None:
+    click.echo(f"\r{rows:,} rows read", nl=False, err=True)
+
+
+def _run_import(kind: str, importer: Any, path: Path, report: Path | None, **kwargs: Any) -> None:
+    from registry.csvfiles import FileRefused
+
+    runtime = current_runtime()
+    report_path = _report_path(kind, report)
+    try:
+        with runtime.database.transaction() as session:
+            summary = importer(
+                session,
+                path,
+                now=runtime.clock.now(),
+                report_path=report_path,
+                progress=_progress,
+                **kwargs,
+            )
+    except FileRefused as exc:
+        raise click.ClickException(f"file refused, nothing imported: {exc}") from None
+    click.echo("", err=True)
+    click.echo(f"{path.name}: {summary}")
+
+
+@registry_import.command("reinfo", help="Import the public REINFO list.")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--snapshot-date",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Date the list was published (default: today in Lima).",
+)
+@click.option("--report", type=click.Path(path_type=Path, dir_okay=False))
+@with_appcontext
+def import_reinfo_command(
+    file: Path, snapshot_date: dt.datetime | None, report: Path | None
+) -> None:
+    from registry.imports import import_reinfo
+
+    snapshot = snapshot_date.date() if snapshot_date else lima_date(current_runtime().clock.now())
+    _run_import("reinfo", import_reinfo, file, report, snapshot_date=snapshot)
+
+
+@registry_import.command(
+    "registrants", help="Import registrants (role,document,name,phone,language)."
+)
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--report", type=click.Path(path_type=Path, dir_okay=False))
+@with_appcontext
+def import_registrants_command(file: Path, report: Path | None) -> None:
+    from registry.imports import import_registrants
+
+    _run_import("registrants", import_registrants, file, report, decided_by=f"import:{file.name}")
+
+
+@registry.command("lookup", help="May this DNI or RUC sell gold today?")
+@click.argument("document")
+@with_appcontext
+def registry_lookup(document: str) -> None:
+    from registry.identifiers import InvalidIdentifier, parse_document
+    from registry.lookup import seller_standing
+
+    try:
+        parsed = parse_document(document)
+    except InvalidIdentifier as exc:
+        raise click.ClickException(str(exc)) from None
+    with current_runtime().database.transaction() as session:
+        standing = seller_standing(session, parsed)
+        click.echo(str(standing))
+        for registration in standing.registrations:
+            click.echo(
+                f"  {registration.codigo_unico} {registration.mining_right} "
+                f"({registration.district}, {registration.province}, {registration.department}) "
+                f"{registration.status.value}"
+            )
+    if not standing.may_sell:
+        sys.exit(1)
+
+
+# --- admin ----------------------------------------------------------------------------------------
+
+
+@click.group(help="Console accounts.")
+def admin() -> None:
+    pass
+
+
+@admin.command("create-user", help="Create a console user; the password is read from stdin.")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(["admin", "analyst", "auditor"]))
+@with_appcontext
+def create_user_command(name: str, role: str) -> None:
+    from admin.users import UserError, create_user
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise click.ClickException("the passwords differ; nothing was created")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    runtime = current_runtime()
+    try:
+        with runtime.database.transaction() as session:
+            user = create_user(session, name, role, password, runtime.clock.now())
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {user.role.value} {user.name!r}")

@@ -1,0 +1,468 @@
+"""Bulk imports: the public REINFO list and lists of registrants.
+
+Both are idempotent upserts that stream the file in batches inside the caller's transaction, so a
+run either lands whole or not at all, and running the same file twice changes nothing. A bad row is
+rejected with its line number and reason (written to a report file) and never aborts the import;
+a file that is not a CSV with the expected header is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, TextIO
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from registry.csvfiles import Column, CsvTable, FileRefused, Row, header_key
+from registry.identifiers import (
+    DocumentType,
+    InvalidIdentifier,
+    normalise_codigo_unico,
+    parse_document,
+    parse_phone,
+    parse_ruc,
+)
+from registry.models import (
+    Language,
+    PhoneLink,
+    PhoneLinkState,
+    Registrant,
+    ReinfoRegistration,
+    ReinfoStatus,
+    Role,
+)
+
+__all__ = ["FileRefused", "ImportSummary", "import_registrants", "import_reinfo"]
+
+BATCH_SIZE = 2000
+
+Progress = Callable[[int], None]
+
+
+class RowRejected(Exception):
+    """A row that cannot be imported, with the reason a person can act on."""
+
+
+@dataclass
+class ImportSummary:
+    """What an import did, row by row."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    report_path: Path | None = None
+    _report_file: TextIO | None = field(default=None, repr=False)
+    _report: Any = field(default=None, repr=False)
+
+    @property
+    def rows(self) -> int:
+        """Data rows read, rejected ones included."""
+        return self.inserted + self.updated + self.unchanged + self.rejected
+
+    def reject(self, row: Row, reason: str) -> None:
+        """Count a rejected row and write it to the report."""
+        self.rejected += 1
+        if self.report_path is None:
+            return
+        if self._report is None:
+            self.report_path.parent.mkdir(parents=True, exist_ok=True)
+            self._report_file = self.report_path.open("w", encoding="utf-8", newline="")
+            self._report = csv.writer(self._report_file)
+            self._report.writerow(["line", "reason", "row"])
+        self._report.writerow([row.line, reason, ";".join(row.raw)])
+
+    def close(self) -> None:
+        """Finish the report file, if one was started."""
+        if self._report_file is not None:
+            self._report_file.close()
+            self._report_file = None
+
+    def __str__(self) -> str:
+        text = (
+            f"inserted {self.inserted}, updated {self.updated}, "
+            f"unchanged {self.unchanged}, rejected {self.rejected}"
+        )
+        if self.rejected and self.report_path:
+            text += f" (rejected rows listed in {self.report_path})"
+        return text
+
+
+def _batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    iterator = iter(rows)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _required(row: Row, key: str, label: str) -> str:
+    value = row.values.get(key, "")
+    if not value:
+        raise RowRejected(f"{label} is empty")
+    return value
+
+
+def _limited(value: str, label: str, limit: int) -> str:
+    if len(value) > limit:
+        raise RowRejected(f"{label} is longer than {limit} characters")
+    return value
+
+
+# --- REINFO -------------------------------------------------------------------------------------
+
+REINFO_COLUMNS = (
+    Column("ruc", ("ruc", "numero de ruc", "nro ruc", "n ruc")),
+    Column(
+        "name",
+        ("nombre", "name", "nombre o razon social", "razon social", "minero", "nombre del minero"),
+    ),
+    Column("codigo_unico", ("codigo unico", "codigo", "cod unico", "codigo unico del derecho")),
+    Column(
+        "mining_right",
+        ("derecho minero", "nombre del derecho minero", "nombre derecho minero", "mining right"),
+    ),
+    Column("department", ("departamento", "department")),
+    Column("province", ("provincia", "province")),
+    Column("district", ("distrito", "district")),
+    Column("status", ("estado", "status", "estado reinfo", "condicion")),
+    Column("ubigeo", ("ubigeo", "ubigeo inei"), required=False),
+)
+
+_REINFO_STATUS = {header_key(s.value): s for s in ReinfoStatus} | {
+    "suspendida": ReinfoStatus.SUSPENDIDO,
+    "excluida": ReinfoStatus.EXCLUIDO,
+}
+_REINFO_CONTENT = (
+    "holder_name",
+    "mining_right",
+    "department",
+    "province",
+    "district",
+    "ubigeo",
+    "status",
+)
+_REINFO_UPDATED = (*_REINFO_CONTENT, "snapshot_date", "updated_at")
+
+
+def _reinfo_values(row: Row, snapshot: dt.date) -> dict[str, Any]:
+    try:
+        ruc = parse_ruc(_required(row, "ruc", "RUC"))
+        codigo = normalise_codigo_unico(_required(row, "codigo_unico", "código único"))
+    except InvalidIdentifier as exc:
+        raise RowRejected(str(exc)) from None
+    status_text = _required(row, "status", "estado")
+    status = _REINFO_STATUS.get(header_key(status_text))
+    if status is None:
+        raise RowRejected(f"estado {status_text!r} is not one of VIGENTE, SUSPENDIDO, EXCLUIDO")
+    ubigeo = row.values.get("ubigeo") or None
+    if ubigeo is not None:
+        ubigeo = ubigeo.zfill(6)
+        if not (ubigeo.isdigit() and len(ubigeo) == 6):
+            raise RowRejected(f"ubigeo {row.values['ubigeo']!r} is not a 6-digit INEI code")
+    return {
+        "ruc": ruc,
+        "codigo_unico": codigo,
+        "holder_name": _limited(_required(row, "name", "nombre"), "nombre", 300),
+        "mining_right": _limited(row.values.get("mining_right", ""), "derecho minero", 300),
+        "department": _limited(_required(row, "department", "departamento"), "departamento", 100),
+        "province": _limited(_required(row, "province", "provincia"), "provincia", 100),
+        "district": _limited(_required(row, "district", "distrito"), "distrito", 100),
+        "ubigeo": ubigeo,
+        "status": status,
+        "snapshot_date": snapshot,
+    }
+
+
+def import_reinfo(
+    session: Session,
+    path: Path,
+    *,
+    snapshot_date: dt.date,
+    now: dt.datetime,
+    report_path: Path | None = None,
+    progress: Progress | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> ImportSummary:
+    """Upsert the REINFO list in `path` (a snapshot published on `snapshot_date`)."""
+    table = ReinfoRegistration.__table__
+    summary = ImportSummary(report_path=report_path)
+    with CsvTable(path, REINFO_COLUMNS) as csv_table:
+        try:
+            for batch in _batches(csv_table.rows(), batch_size):
+                _reinfo_batch(session, table, batch, snapshot_date, now, summary)
+                if progress:
+                    progress(summary.rows)
+        finally:
+            summary.close()
+    return summary
+
+
+def _reinfo_batch(
+    session: Session,
+    table: sa.Table,
+    batch: list[Row],
+    snapshot: dt.date,
+    now: dt.datetime,
+    summary: ImportSummary,
+) -> None:
+    parsed: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in batch:
+        if row.problem:
+            summary.reject(row, row.problem)
+            continue
+        try:
+            values = _reinfo_values(row, snapshot)
+        except RowRejected as exc:
+            summary.reject(row, str(exc))
+            continue
+        key = (values["ruc"], values["codigo_unico"])
+        if key in parsed:
+            # The same registration twice in one batch: the later line wins, like in the file.
+            summary.unchanged += 1
+        parsed[key] = values
+    if not parsed:
+        return
+    existing = {
+        (r.ruc, r.codigo_unico): r
+        for r in session.execute(
+            sa.select(table).where(sa.tuple_(table.c.ruc, table.c.codigo_unico).in_(list(parsed)))
+        )
+    }
+    inserts, updates, touches = [], [], []
+    for key, values in parsed.items():
+        old = existing.get(key)
+        if old is None:
+            inserts.append(values | {"updated_at": now})
+            summary.inserted += 1
+        elif old.snapshot_date > snapshot:
+            summary.unchanged += 1
+        elif any(getattr(old, c) != values[c] for c in _REINFO_CONTENT):
+            updates.append(values | {"b_id": old.id, "updated_at": now})
+            summary.updated += 1
+        else:
+            summary.unchanged += 1
+            if old.snapshot_date < snapshot:
+                touches.append({"b_id": old.id, "snapshot_date": snapshot})
+    if inserts:
+        session.execute(table.insert(), inserts)
+    if updates:
+        session.execute(
+            table.update()
+            .where(table.c.id == sa.bindparam("b_id"))
+            .values({c: sa.bindparam(c) for c in _REINFO_UPDATED}),
+            updates,
+        )
+    if touches:
+        session.execute(
+            table.update()
+            .where(table.c.id == sa.bindparam("b_id"))
+            .values(snapshot_date=sa.bindparam("snapshot_date")),
+            touches,
+        )
+
+
+# --- registrants ---------------------------------------------------------------------------------
+
+REGISTRANT_COLUMNS = (
+    Column("role", ("role", "rol", "tipo")),
+    Column("document", ("document", "documento", "dni ruc", "numero de documento")),
+    Column("name", ("name", "nombre", "nombre o razon social", "razon social")),
+    Column("phone", ("phone", "telefono", "celular", "movil")),
+    Column("language", ("language", "idioma", "lengua")),
+    Column("recpo_number", ("recpo number", "recpo", "numero recpo", "registro recpo"), False),
+)
+
+_ROLES = {header_key(r.value): r for r in Role} | {
+    "minero": Role.MINER,
+    "planta": Role.PLANT,
+    "planta de beneficio": Role.PLANT,
+    "acopiador": Role.STOCKPILER,
+    "refinador": Role.REFINER,
+    "refineria": Role.REFINER,
+    "fundicion": Role.REFINER,
+    "comercializador": Role.TRADER,
+}
+_LANGUAGES = {
+    "": Language.SPANISH,
+    "es": Language.SPANISH,
+    "espanol": Language.SPANISH,
+    "castellano": Language.SPANISH,
+    "spanish": Language.SPANISH,
+    "qu": Language.QUECHUA,
+    "quechua": Language.QUECHUA,
+    "runasimi": Language.QUECHUA,
+    "runa simi": Language.QUECHUA,
+}
+
+
+@dataclass(frozen=True)
+class _RegistrantRow:
+    row: Row
+    role: Role
+    document_type: DocumentType
+    document_number: str
+    name: str
+    phone: str | None
+    language: Language
+    recpo_number: str | None
+
+
+def _registrant_values(row: Row) -> _RegistrantRow:
+    role_text = _required(row, "role", "role")
+    role = _ROLES.get(header_key(role_text))
+    if role is None:
+        raise RowRejected(
+            f"role {role_text!r} is not one of miner, plant, stockpiler, refiner, trader"
+        )
+    try:
+        document = parse_document(_required(row, "document", "document"))
+        phone = parse_phone(row.values["phone"]) if row.values.get("phone") else None
+    except InvalidIdentifier as exc:
+        raise RowRejected(str(exc)) from None
+    if role.is_buyer and document.type is not DocumentType.RUC:
+        raise RowRejected(f"a {role.value} registers with its RUC, not a {document.type.label}")
+    language = _LANGUAGES.get(header_key(row.values.get("language", "")))
+    if language is None:
+        raise RowRejected(
+            f"language {row.values['language']!r} is not es (Spanish) or qu (Quechua)"
+        )
+    recpo_number = row.values.get("recpo_number") or None
+    if recpo_number and not role.is_buyer:
+        raise RowRejected("only buyers have a RECPO number")
+    return _RegistrantRow(
+        row=row,
+        role=role,
+        document_type=document.type,
+        document_number=document.number,
+        name=_limited(_required(row, "name", "name"), "name", 200),
+        phone=phone,
+        language=language,
+        recpo_number=_limited(recpo_number, "RECPO number", 30) if recpo_number else None,
+    )
+
+
+def import_registrants(
+    session: Session,
+    path: Path,
+    *,
+    now: dt.datetime,
+    decided_by: str = "import",
+    report_path: Path | None = None,
+    progress: Progress | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> ImportSummary:
+    """Upsert the registrants in `path`, linking each row's phone as an active phone."""
+    summary = ImportSummary(report_path=report_path)
+    phones_in_file: dict[str, tuple[DocumentType, str]] = {}
+    with CsvTable(path, REGISTRANT_COLUMNS) as csv_table:
+        try:
+            for batch in _batches(csv_table.rows(), batch_size):
+                _registrant_batch(session, batch, now, decided_by, phones_in_file, summary)
+                if progress:
+                    progress(summary.rows)
+        finally:
+            summary.close()
+    return summary
+
+
+def _registrant_batch(
+    session: Session,
+    batch: list[Row],
+    now: dt.datetime,
+    decided_by: str,
+    phones_in_file: dict[str, tuple[DocumentType, str]],
+    summary: ImportSummary,
+) -> None:
+    parsed: list[_RegistrantRow] = []
+    for row in batch:
+        try:
+            if row.problem:
+                raise RowRejected(row.problem)
+            parsed.append(_registrant_values(row))
+        except RowRejected as exc:
+            summary.reject(row, str(exc))
+    if not parsed:
+        return
+    keys = {(p.document_type, p.document_number) for p in parsed}
+    registrants = {
+        (r.document_type, r.document_number): r
+        for r in session.scalars(
+            sa.select(Registrant).where(
+                sa.tuple_(Registrant.document_type, Registrant.document_number).in_(list(keys))
+            )
+        )
+    }
+    phones = {p.phone for p in parsed if p.phone}
+    links = {
+        link.phone: link
+        for link in session.scalars(
+            sa.select(PhoneLink).where(
+                PhoneLink.phone.in_(phones), PhoneLink.state == PhoneLinkState.ACTIVE
+            )
+        )
+    }
+    for item in parsed:
+        key = (item.document_type, item.document_number)
+        registrant = registrants.get(key)
+        if item.phone:
+            owner = phones_in_file.setdefault(item.phone, key)
+            if owner != key:
+                summary.reject(
+                    item.row, "the phone is given to another registrant earlier in the file"
+                )
+                continue
+            link = links.get(item.phone)
+            # Links made earlier in this run have no registrant_id yet and belong to this key.
+            if (
+                link is not None
+                and link.registrant_id is not None
+                and (registrant is None or registrant.id != link.registrant_id)
+            ):
+                summary.reject(item.row, "the phone is already linked to another registrant")
+                continue
+        changed = created = False
+        if registrant is None:
+            created = True
+            registrant = Registrant(
+                role=item.role,
+                document_type=item.document_type,
+                document_number=item.document_number,
+                name=item.name,
+                language=item.language,
+                recpo_number=item.recpo_number,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(registrant)
+            registrants[key] = registrant
+            summary.inserted += 1
+        else:
+            for attribute in ("role", "name", "language", "recpo_number"):
+                if getattr(registrant, attribute) != getattr(item, attribute):
+                    setattr(registrant, attribute, getattr(item, attribute))
+                    changed = True
+        if item.phone and item.phone not in links:
+            links[item.phone] = PhoneLink(
+                registrant=registrant,
+                phone=item.phone,
+                state=PhoneLinkState.ACTIVE,
+                requested_at=now,
+                decided_by=decided_by,
+                decided_at=now,
+            )
+            session.add(links[item.phone])
+            changed = True
+        if created:
+            continue
+        if changed:
+            registrant.updated_at = now
+            summary.updated += 1
+        else:
+            summary.unchanged += 1
+    session.flush()
+    session.expunge_all()

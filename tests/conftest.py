@@ -1,0 +1,155 @@
+"""Fixtures on real services: a fresh PostgreSQL database migrated once, a savepoint per test.
+
+PostgreSQL and Redis come from DATABASE_URL and REDIS_URL (`make test` sets them, starting servers
+where none run). A test that needs a service and cannot reach it fails; it never skips.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from redis import Redis
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.orm import Session
+
+from migrations import upgrade
+from recpo.app import create_app
+from recpo.clock import FixedClock
+from recpo.db import Database, make_engine
+
+NOW = dt.datetime(2026, 11, 30, 15, 0, tzinfo=dt.UTC)
+
+
+def _required_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: run the tests with `make test`, which provides it")
+    return value
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A new database on the test server, migrated to head, dropped after the run."""
+    server = make_url(_required_env("DATABASE_URL"))
+    if server.get_backend_name() != "postgresql":
+        pytest.fail(f"DATABASE_URL must name a PostgreSQL server, not {server.get_backend_name()}")
+    name = f"recpo_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin_dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL unreachable at {server.host}:{server.port}: {exc}")
+    url = server.set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def engine(postgres_url: str) -> Iterator[Engine]:
+    eng = make_engine(postgres_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a transaction that is rolled back after the test."""
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        yield conn
+        if transaction.is_active:
+            transaction.rollback()
+
+
+@pytest.fixture
+def database(connection: Connection) -> Database:
+    """The project's Database bound to the test's transaction (commits become savepoints)."""
+    return Database(connection)
+
+
+@pytest.fixture
+def db_session(database: Database) -> Iterator[Session]:
+    with database.sessionmaker() as session:
+        yield session
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return _required_env("REDIS_URL")
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    """The test Redis database, emptied before each test that uses it."""
+    client = Redis.from_url(redis_url, socket_connect_timeout=3)
+    try:
+        client.flushdb()
+    except Exception as exc:
+        pytest.fail(f"Redis unreachable: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def instance_path(tmp_path: Path) -> Path:
+    path = tmp_path / "instance"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def app(
+    database: Database, redis: Redis, redis_url: str, clock: FixedClock, instance_path: Path
+) -> Flask:
+    return create_app(
+        {
+            "DATABASE": database,
+            "REDIS_URL": redis_url,
+            "CLOCK": clock,
+            "INSTANCE_PATH": str(instance_path),
+            # The app talks to `database`; a command that opens its own engine must not reach
+            # the server's real databases.
+            "DATABASE_URL": "postgresql+psycopg://nobody@unused.invalid/unused",
+        }
+    )
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A migrated SQLite database file, as the embedded default uses."""
+    url = f"sqlite:///{tmp_path / 'recpo.sqlite3'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def sqlite_database(sqlite_url: str) -> Iterator[Database]:
+    database = Database.from_url(sqlite_url)
+    yield database
+    database.dispose()
