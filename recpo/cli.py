@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import logging
 import secrets
 import sys
 from pathlib import Path
@@ -56,6 +57,7 @@ def db() -> None:
 def db_upgrade(revision: str) -> None:
     from migrations import upgrade
 
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     runtime = current_runtime()
     upgrade(runtime.settings.database_url, revision)
     click.echo(f"database at {runtime.database.dialect} schema revision {revision}")
@@ -119,6 +121,7 @@ def serve(host: str, port: int | None, workers: int) -> None:
             self.cfg.set("workers", workers)
             self.cfg.set("accesslog", "-")
             self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Flask:
             # Each worker builds its own app, so no connection crosses a fork.

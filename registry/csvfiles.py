@@ -24,7 +24,10 @@ class FileRefused(Exception):
 
 @dataclass(frozen=True)
 class Column:
-    """A column the importer understands, with the header spellings that name it."""
+    """A column the importer understands, with the header spellings that name it.
+
+    The first alias is the column's name in messages; all are matched as `header_key` folds them.
+    """
 
     key: str
     aliases: tuple[str, ...]
@@ -112,7 +115,8 @@ class CsvTable:
         self._positions: dict[str, int] = {}
         missing = []
         for column in self.columns:
-            position = next((found[a] for a in column.aliases if a in found), None)
+            keys = (header_key(alias) for alias in column.aliases)
+            position = next((found[k] for k in keys if k in found), None)
             if position is not None:
                 self._positions[column.key] = position
             elif column.required:

@@ -121,7 +121,7 @@ REINFO_COLUMNS = (
         "name",
         ("nombre", "name", "nombre o razon social", "razon social", "minero", "nombre del minero"),
     ),
-    Column("codigo_unico", ("codigo unico", "codigo", "cod unico", "codigo unico del derecho")),
+    Column("codigo_unico", ("código único", "codigo", "cod unico", "codigo unico del derecho")),
     Column(
         "mining_right",
         ("derecho minero", "nombre del derecho minero", "nombre derecho minero", "mining right"),
