@@ -10,9 +10,12 @@ from typing import Any
 
 from flask import Flask
 
+from gateway import ledger_api
+from ledger.log import Log
+from ledger.note import Signer, generate_signer_key
 from recpo import health
 from recpo.clock import SystemClock
-from recpo.config import Settings
+from recpo.config import Settings, instance_secret
 from recpo.db import Database
 from recpo.redis import connect_redis
 from recpo.runtime import Runtime
@@ -47,13 +50,31 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         clock=overrides.get("CLOCK") or SystemClock(),
     )
     runtime.init_app(app)
+    app.extensions[ledger_api.EXTENSION_KEY] = build_log(runtime)
     app.register_blueprint(health.bp)
+    app.register_blueprint(ledger_api.bp)
 
     from recpo.cli import register_commands
 
     register_commands(app)
     _configure_logging(app)
     return app
+
+
+def build_log(runtime: Runtime) -> Log:
+    """Build the ledger from the settings, generating its signing key once if none is given."""
+    settings = runtime.settings
+    key_text = settings.ledger_signing_key or instance_secret(
+        settings.instance_path,
+        "ledger_signing_key",
+        lambda: generate_signer_key(settings.ledger_origin),
+    )
+    return Log(
+        origin=settings.ledger_origin,
+        signer=Signer.from_text(key_text),
+        receipt_secret=settings.receipt_secret.encode(),
+        clock=runtime.clock,
+    )
 
 
 def _configure_logging(app: Flask) -> None:

@@ -39,7 +39,7 @@ def main() -> None:
 
 def register_commands(app: Flask) -> None:
     """Attach every command group to `app.cli`."""
-    for command in (db, demo, serve, registry, admin):
+    for command in (db, demo, serve, registry, admin, ledger):
         app.cli.add_command(command)
 
 
@@ -228,6 +228,70 @@ def registry_lookup(document: str) -> None:
             )
     if not standing.may_sell:
         sys.exit(1)
+
+
+# --- ledger ---------------------------------------------------------------------------------------
+
+
+@click.group(help="The verifiable ledger.")
+def ledger() -> None:
+    pass
+
+
+def _log() -> Any:
+    from gateway.ledger_api import current_log
+
+    return current_log()
+
+
+@ledger.command("keygen", help="Print a new signing key and its verifier key.")
+@click.option("--name", help="Key name (default: LEDGER_ORIGIN).")
+@with_appcontext
+def ledger_keygen(name: str | None) -> None:
+    from ledger.note import Signer, generate_signer_key
+
+    try:
+        private = generate_signer_key(name or current_runtime().settings.ledger_origin)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(private)
+    click.echo(Signer.from_text(private).verifier_text())
+
+
+@ledger.command("sequence", help="Sequence every queued entry now and sign a checkpoint.")
+@with_appcontext
+def ledger_sequence() -> None:
+    count = _log().sequence(current_runtime().database)
+    click.echo(f"sequenced {count} entries")
+
+
+@ledger.command("checkpoint", help="Sign the current tree if needed and print the checkpoint.")
+@with_appcontext
+def ledger_checkpoint() -> None:
+    head = _log().checkpoint_now(current_runtime().database)
+    click.echo(head.note, nl=False)
+
+
+@ledger.command("verify", help="Re-check every entry, node and checkpoint from the stored bytes.")
+@with_appcontext
+def ledger_verify() -> None:
+    from ledger.verify import verify_log
+
+    log = _log()
+    with current_runtime().database.transaction() as session:
+        report = verify_log(
+            session,
+            log.signer.verifier(),
+            log.origin,
+            progress=lambda n: click.echo(f"\r{n:,} entries verified", nl=False, err=True),
+        )
+    click.echo("", err=True)
+    if not report.ok:
+        raise click.ClickException(
+            f"ledger NOT valid: {report.problem} "
+            f"({report.entries} entries and {report.checkpoints} checkpoints checked before it)"
+        )
+    click.echo(f"ledger valid: {report.entries} entries, {report.checkpoints} checkpoints")
 
 
 # --- admin ----------------------------------------------------------------------------------------

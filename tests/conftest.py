@@ -10,6 +10,7 @@ import datetime as dt
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -35,13 +36,13 @@ def _required_env(name: str) -> str:
     return value
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A new database on the test server, migrated to head, dropped after the run."""
+@contextmanager
+def new_postgres_database() -> Iterator[str]:
+    """Create a database on the test server, migrate it to head, and drop it afterwards."""
     server = make_url(_required_env("DATABASE_URL"))
     if server.get_backend_name() != "postgresql":
         pytest.fail(f"DATABASE_URL must name a PostgreSQL server, not {server.get_backend_name()}")
-    name = f"recpo_test_{os.getpid()}_{secrets.token_hex(3)}"
+    name = f"recpo_test_{os.getpid()}_{secrets.token_hex(4)}"
     admin_dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
         with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as conn:
@@ -49,10 +50,30 @@ def postgres_url() -> Iterator[str]:
     except psycopg.OperationalError as exc:
         pytest.fail(f"PostgreSQL unreachable at {server.host}:{server.port}: {exc}")
     url = server.set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    yield url
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The session's database, migrated once; each test runs in a rolled-back transaction."""
+    with new_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def committing_database() -> Iterator[Database]:
+    """A database of the test's own where work really commits (concurrency, tampering)."""
+    with new_postgres_database() as url:
+        database = Database.from_url(url)
+        try:
+            yield database
+        finally:
+            database.dispose()
 
 
 @pytest.fixture(scope="session")
