@@ -22,6 +22,8 @@ class QueuedEntry(Base):
     """An entry accepted with the caller's transaction, waiting for the sequencer."""
 
     __tablename__ = "ledger_queue"
+    # Ids are never reused, on SQLite too, so a sequenced entry's queue_id stays unique.
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(
         sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True

@@ -11,6 +11,7 @@ the index (or size) where it is.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -56,9 +57,10 @@ class _Failed(Exception):
         self.problem = problem
 
 
-def _stream(session: Session, statement: sa.Select) -> Iterator[sa.Row]:
+def _stream(stack: ExitStack, session: Session, statement: sa.Select) -> Iterator[sa.Row]:
     result = session.execute(statement.execution_options(yield_per=STREAM_BATCH))
-    yield from result
+    stack.callback(result.close)  # a server-side cursor: close it even when stopping early
+    return iter(result)
 
 
 def _suffix(prev_hex: str) -> bytes:
@@ -74,8 +76,10 @@ def verify_log(
 ) -> Report:
     """Verify every stored entry, node and checkpoint; stop at the first problem."""
     entries_seen = checkpoints_seen = 0
+    stack = ExitStack()
     try:
         nodes = _stream(
+            stack,
             session,
             sa.select(Node.level, Node.idx, Node.hash).order_by(
                 # The index of the last leaf a node covers, plus one: the order `climb` makes them.
@@ -84,6 +88,7 @@ def verify_log(
             ),
         )
         checkpoints = _stream(
+            stack,
             session,
             sa.select(SignedCheckpoint.size, SignedCheckpoint.root, SignedCheckpoint.note).order_by(
                 SignedCheckpoint.size
@@ -123,7 +128,7 @@ def verify_log(
         check_checkpoints(0)
         expected = 0
         for idx, data, stored_leaf in _stream(
-            session, sa.select(Entry.idx, Entry.entry, Entry.leaf_hash).order_by(Entry.idx)
+            stack, session, sa.select(Entry.idx, Entry.entry, Entry.leaf_hash).order_by(Entry.idx)
         ):
             if idx != expected:
                 raise _Failed(Problem("entry", expected, f"missing (next stored index is {idx})"))
@@ -161,6 +166,8 @@ def verify_log(
             raise _Failed(Problem("state", expected, "tree head does not match the entries"))
     except _Failed as failed:
         return Report(entries_seen, checkpoints_seen, failed.problem)
+    finally:
+        stack.close()
     if progress:
         progress(entries_seen)
     return Report(entries_seen, checkpoints_seen, None)

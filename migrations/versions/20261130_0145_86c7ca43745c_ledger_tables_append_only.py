@@ -94,6 +94,7 @@ def upgrade() -> None:
         sa.Column("queued_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_queue")),
         sa.UniqueConstraint("receipt_code", name=op.f("uq_ledger_queue_receipt_code")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "ledger_state",
