@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from ledger.log import Log
-from ledger.note import Signer, generate_signer_key
+from ledger.note import Signer, generate_signer_key, sign_note
 from ledger.verify import verify_log
 from recpo.app import create_app
 
@@ -105,13 +105,11 @@ class TestVerify:
         assert (report.problem.where, report.problem.index) == ("checkpoint", 30)
 
     def test_checkpoint_signed_by_another_key_is_refused(self, filled, signer):
-        forger = Log(ORIGIN, Signer.from_text(generate_signer_key(ORIGIN)), SECRET, None)
+        forger = Signer.from_text(generate_signer_key(ORIGIN))
         with filled.transaction() as session:
             note = session.scalar(sa.text("SELECT note FROM ledger_checkpoints WHERE size = 20"))
         body = note.split("\n\n")[0] + "\n"
-        from ledger.note import sign_note
-
-        forged = sign_note(body, forger.signer)
+        forged = sign_note(body, forger)
         _tamper(
             filled,
             f"UPDATE ledger_checkpoints SET note = '{forged}' WHERE size = 20",
