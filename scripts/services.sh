@@ -6,6 +6,8 @@
 # packages when missing and we are root). initdb and pg_ctl refuse to run as root, so they run as
 # the postgres user.
 
+PG_STANDARD_PORT=${PG_STANDARD_PORT:-5432}
+REDIS_STANDARD_PORT=${REDIS_STANDARD_PORT:-6379}
 PG_THROWAWAY_PORT=${PG_THROWAWAY_PORT:-54329}
 REDIS_THROWAWAY_PORT=${REDIS_THROWAWAY_PORT:-63799}
 THROWAWAY_DIR=${THROWAWAY_DIR:-/tmp/recpo-test-services}
@@ -45,9 +47,8 @@ ensure_postgres() {
     if [ -n "${DATABASE_URL:-}" ]; then
         return 0
     fi
-    local local_url="postgresql://postgres@127.0.0.1:5432/postgres"
-    if _pg_answers "$local_url"; then
-        export DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    if _pg_answers "postgresql://postgres@127.0.0.1:$PG_STANDARD_PORT/postgres"; then
+        export DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:$PG_STANDARD_PORT/postgres"
         return 0
     fi
     local throwaway_url="postgresql://postgres@127.0.0.1:$PG_THROWAWAY_PORT/postgres"
@@ -64,11 +65,13 @@ ensure_postgres() {
             mkdir -p "$data"
             [ "$(id -u)" = 0 ] && chown postgres "$data"
             chmod 700 "$data"
-            _as_postgres "$bindir/initdb" -D "$data" -U postgres -A trust >/dev/null
+            _as_postgres "$bindir/initdb" -D "$data" -U postgres -A trust >/dev/null || {
+                echo "services: initdb failed in $data" >&2; return 1; }
         fi
         echo "services: starting a throwaway PostgreSQL on port $PG_THROWAWAY_PORT" >&2
         _as_postgres "$bindir/pg_ctl" -D "$data" -l "$data/server.log" -w \
-            -o "-p $PG_THROWAWAY_PORT -k $data -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+            -o "-p $PG_THROWAWAY_PORT -k $data -c listen_addresses=127.0.0.1 -c fsync=off" start \
+            >/dev/null || { echo "services: PostgreSQL did not start; see $data/server.log" >&2; return 1; }
     fi
     export DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:$PG_THROWAWAY_PORT/postgres"
 }
@@ -78,8 +81,8 @@ ensure_redis() {
         return 0
     fi
     # Database 15 of the local server: the tests flush it, so keep real data elsewhere.
-    if _redis_answers "redis://127.0.0.1:6379/15"; then
-        export REDIS_URL="redis://127.0.0.1:6379/15"
+    if _redis_answers "redis://127.0.0.1:$REDIS_STANDARD_PORT/15"; then
+        export REDIS_URL="redis://127.0.0.1:$REDIS_STANDARD_PORT/15"
         return 0
     fi
     if ! _redis_answers "redis://127.0.0.1:$REDIS_THROWAWAY_PORT/15"; then
@@ -88,11 +91,13 @@ ensure_redis() {
         mkdir -p "$THROWAWAY_DIR"
         echo "services: starting a throwaway Redis on port $REDIS_THROWAWAY_PORT" >&2
         redis-server --bind 127.0.0.1 --port "$REDIS_THROWAWAY_PORT" --save "" --appendonly no \
-            --daemonize yes --dir "$THROWAWAY_DIR" --logfile "$THROWAWAY_DIR/redis.log"
+            --daemonize yes --dir "$THROWAWAY_DIR" --logfile "$THROWAWAY_DIR/redis.log" || return 1
         for _ in $(seq 50); do
             _redis_answers "redis://127.0.0.1:$REDIS_THROWAWAY_PORT/15" && break
             sleep 0.1
         done
+        _redis_answers "redis://127.0.0.1:$REDIS_THROWAWAY_PORT/15" || {
+            echo "services: Redis did not start; see $THROWAWAY_DIR/redis.log" >&2; return 1; }
     fi
     export REDIS_URL="redis://127.0.0.1:$REDIS_THROWAWAY_PORT/15"
 }
