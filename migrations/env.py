@@ -7,11 +7,19 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 import admin.models
+import flows.models
+import gateway.models
 import ledger.models
 import registry.models
 from recpo.db import Base, make_engine
 
-_MODELS = (admin.models, ledger.models, registry.models)  # imported for their tables
+_MODELS = (
+    admin.models,
+    flows.models,
+    gateway.models,
+    ledger.models,
+    registry.models,
+)  # imported for their tables
 
 config = context.config
 target_metadata = Base.metadata

@@ -10,7 +10,12 @@ from typing import Any
 
 from flask import Flask
 
-from gateway import ledger_api
+from flows.engine import Conversations
+from flows.messages import Channel
+from gateway import ledger_api, service
+from gateway.channels import twilio, ussd, whatsapp_cloud
+from gateway.dispatch import InProcessDispatcher, RQDispatcher
+from gateway.senders import Sender, build_senders
 from ledger.log import Log
 from ledger.note import Signer, generate_signer_key
 from recpo import health
@@ -27,7 +32,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Create and configure the application.
 
     `test_config` may override any environment variable by name (string values), and may hand in
-    ready-made services: `INSTANCE_PATH`, `DATABASE` (a `recpo.db.Database`), `CLOCK`.
+    ready-made services: `INSTANCE_PATH`, `DATABASE` (a `recpo.db.Database`), `CLOCK`, `SENDERS`
+    (channel -> sender, for in-process sending).
     """
     overrides = dict(test_config or {})
     environ = {**os.environ, **{k: v for k, v in overrides.items() if isinstance(v, str)}}
@@ -51,8 +57,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     runtime.init_app(app)
     app.extensions[ledger_api.EXTENSION_KEY] = build_log(runtime)
+    app.extensions[service.EXTENSION_KEY] = build_gateway(runtime, overrides.get("SENDERS"))
     app.register_blueprint(health.bp)
     app.register_blueprint(ledger_api.bp)
+    for channel in (twilio, whatsapp_cloud, ussd):
+        app.register_blueprint(channel.bp)
 
     from recpo.cli import register_commands
 
@@ -73,6 +82,24 @@ def build_log(runtime: Runtime) -> Log:
         origin=settings.ledger_origin,
         signer=Signer.from_text(key_text),
         receipt_secret=settings.receipt_secret.encode(),
+        clock=runtime.clock,
+    )
+
+
+def build_gateway(
+    runtime: Runtime, senders: dict[Channel, Sender] | None = None
+) -> service.Gateway:
+    """Build the gateway: RQ dispatch when Redis is configured, in-process sending otherwise."""
+    if runtime.redis is not None:
+        dispatcher = RQDispatcher(runtime.redis)
+    else:
+        senders = senders or build_senders(runtime.settings)
+        dispatcher = InProcessDispatcher(runtime.database, senders, runtime.clock)
+    return service.Gateway(
+        settings=runtime.settings,
+        database=runtime.database,
+        conversations=Conversations(),
+        dispatcher=dispatcher,
         clock=runtime.clock,
     )
 

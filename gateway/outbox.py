@@ -1,0 +1,201 @@
+"""Sending outbound messages from the outbox: claim, send, record; retries and reconciling.
+
+Every outbound message is an outbox row written in the same transaction as the inbound message
+that caused it, so nothing is lost when a process or Redis dies: jobs only carry outbox ids, and
+`reconcile` re-dispatches any row whose job was lost.
+
+A row is sent at most once unless a worker dies between the provider accepting the message and
+our recording that (one HTTP round trip): `claim` hands the row to one worker for a lease, and a
+row whose lease ran out while SENDING is sent again — that case is logged as a possible duplicate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from flows.messages import Channel, Choice
+from gateway.models import (
+    Message,
+    MessageEvent,
+    OutboxItem,
+    OutboxState,
+    Status,
+    advances,
+)
+from gateway.senders import (
+    OutboundMessage,
+    PermanentSendError,
+    RetryableSendError,
+    Sender,
+)
+from recpo.clock import Clock
+from recpo.db import Database
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 6
+LEASE = dt.timedelta(seconds=60)
+BASE_DELAY = dt.timedelta(seconds=2)
+MAX_DELAY = dt.timedelta(minutes=10)
+RECONCILE_AFTER = dt.timedelta(seconds=30)
+
+
+def backoff(attempt: int, rng: Callable[[], float] = random.random) -> dt.timedelta:
+    """Return the wait before retry `attempt` (1-based): doubling, with jitter in its upper half."""
+    ceiling = min(MAX_DELAY, BASE_DELAY * (2 ** (attempt - 1)))
+    return ceiling * (0.5 + rng() / 2)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What one call to `send_item` did."""
+
+    message_id: int
+    outcome: str  # "sent", "retry", "dead", "skipped"
+    retry_at: dt.datetime | None = None
+
+
+def claim(database: Database, message_id: int, now: dt.datetime) -> OutboundMessage | None:
+    """Take the row for sending if it is due and nobody holds it; return what to send."""
+    with database.transaction() as session:
+        item = session.scalars(
+            sa.select(OutboxItem).where(OutboxItem.message_id == message_id).with_for_update()
+        ).one_or_none()
+        if item is None:
+            return None
+        due = item.state is OutboxState.PENDING and item.next_attempt_at <= now
+        stale = item.state is OutboxState.SENDING and (
+            item.claimed_until is None or item.claimed_until <= now
+        )
+        if not (due or stale):
+            return None
+        if stale:
+            log.warning(
+                "outbox %s: a worker died while sending it; sending again "
+                "(a duplicate if the provider had accepted the first attempt)",
+                message_id,
+            )
+        item.state = OutboxState.SENDING
+        item.claimed_until = now + LEASE
+        item.attempts += 1
+        message = item.message
+        choices = tuple(Choice(**c) for c in json.loads(message.choices or "[]"))
+        return OutboundMessage(message.id, message.channel, message.phone, message.body, choices)
+
+
+def send_item(
+    database: Database,
+    senders: Mapping[Channel, Sender],
+    message_id: int,
+    clock: Clock,
+) -> SendResult:
+    """Send one outbox row if it is due; record the outcome."""
+    outbound = claim(database, message_id, clock.now())
+    if outbound is None:
+        return SendResult(message_id, "skipped")
+    sender = senders[outbound.channel]
+    try:
+        provider_id = sender.send(outbound)
+    except PermanentSendError as exc:
+        return _record_failure(database, message_id, clock, str(exc), permanent=True)
+    except RetryableSendError as exc:
+        return _record_failure(database, message_id, clock, str(exc), permanent=False)
+    now = clock.now()
+    with database.transaction() as session:
+        item = session.get(OutboxItem, message_id, with_for_update=True)
+        item.state = OutboxState.SENT
+        item.claimed_until = None
+        item.last_error = None
+        message = item.message
+        message.provider_id = provider_id
+        if advances(message.status, Status.SENT):
+            message.status = Status.SENT
+            message.updated_at = now
+        session.add(
+            MessageEvent(message_id=message_id, status=Status.SENT, detail=sender.name, at=now)
+        )
+    return SendResult(message_id, "sent")
+
+
+def _record_failure(
+    database: Database, message_id: int, clock: Clock, reason: str, permanent: bool
+) -> SendResult:
+    now = clock.now()
+    with database.transaction() as session:
+        item = session.get(OutboxItem, message_id, with_for_update=True)
+        item.last_error = reason[:300]
+        item.claimed_until = None
+        if permanent or item.attempts >= MAX_ATTEMPTS:
+            item.state = OutboxState.DEAD
+            item.message.status = Status.FAILED
+            item.message.updated_at = now
+            session.add(
+                MessageEvent(
+                    message_id=message_id, status=Status.FAILED, detail=reason[:200], at=now
+                )
+            )
+            log.warning(
+                "outbox %s: giving up after %d attempts: %s", message_id, item.attempts, reason
+            )
+            return SendResult(message_id, "dead")
+        item.state = OutboxState.PENDING
+        item.next_attempt_at = now + backoff(item.attempts)
+        log.info("outbox %s: attempt %d failed (%s); retrying", message_id, item.attempts, reason)
+        return SendResult(message_id, "retry", item.next_attempt_at)
+
+
+def due_items(database: Database, now: dt.datetime, limit: int = 500) -> list[int]:
+    """Return outbox rows that should be with a worker now but may not be (lost jobs, retries)."""
+    with database.transaction() as session:
+        return list(
+            session.scalars(
+                sa.select(OutboxItem.message_id)
+                .where(
+                    sa.or_(
+                        sa.and_(
+                            OutboxItem.state == OutboxState.PENDING,
+                            OutboxItem.next_attempt_at <= now - RECONCILE_AFTER,
+                        ),
+                        sa.and_(
+                            OutboxItem.state == OutboxState.SENDING,
+                            OutboxItem.claimed_until <= now,
+                        ),
+                    )
+                )
+                .order_by(OutboxItem.next_attempt_at)
+                .limit(limit)
+            )
+        )
+
+
+def apply_status(
+    database: Database,
+    channel: Channel,
+    provider_id: str,
+    status: Status,
+    detail: str | None,
+    now: dt.datetime,
+) -> bool:
+    """Record a provider's status callback; statuses only move forward. Return whether it did."""
+    with database.transaction() as session:
+        message = session.scalars(
+            sa.select(Message)
+            .where(Message.channel == channel, Message.provider_id == provider_id)
+            .with_for_update()
+        ).one_or_none()
+        if message is None:
+            log.info("status %s for unknown %s message; ignored", status.value, channel.value)
+            return False
+        session.add(MessageEvent(message_id=message.id, status=status, detail=detail, at=now))
+        if not advances(message.status, status):
+            return False
+        message.status = status
+        message.updated_at = now
+        return True

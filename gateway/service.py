@@ -1,0 +1,39 @@
+"""The gateway as the channel modules use it: receive an inbound message, dispatch the replies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from flows.messages import Inbound
+from gateway.dispatch import Dispatcher
+from gateway.inbound import Conversations, Received, receive
+from recpo.clock import Clock
+from recpo.config import Settings
+from recpo.db import Database
+
+EXTENSION_KEY = "recpo.gateway"
+
+
+@dataclass
+class Gateway:
+    """Everything a channel module needs after it has verified and parsed a request."""
+
+    settings: Settings
+    database: Database
+    conversations: Conversations
+    dispatcher: Dispatcher
+    clock: Clock
+
+    def receive(self, inbound: Inbound) -> Received:
+        """Handle one inbound message and hand its replies to the dispatcher after commit."""
+        received = receive(self.database, self.conversations, inbound)
+        if received.outbox:
+            self.dispatcher.dispatch(received.outbox)
+        return received
+
+
+def current_gateway() -> Gateway:
+    """Return the app's gateway."""
+    return current_app.extensions[EXTENSION_KEY]
