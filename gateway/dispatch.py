@@ -89,6 +89,8 @@ class InProcessDispatcher:
                 "outbox %s: send failed unexpectedly; the reconciler will retry", message_id
             )
             return
+        if result.fallback_id is not None:
+            self.dispatch([result.fallback_id])
         if result.outcome == "retry" and result.retry_at is not None:
             delay = max(0.0, (result.retry_at - self.clock.now()).total_seconds())
             timer = threading.Timer(delay, self.dispatch, args=([message_id],))

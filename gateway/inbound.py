@@ -8,6 +8,7 @@ happens after the commit, through the dispatcher.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flows.messages import Channel, Inbound, Reply
+from gateway import optout
 from gateway import text as wire
 from gateway.models import (
     Direction,
@@ -32,6 +34,8 @@ from recpo.db import Database
 from registry.identifiers import mask_phone
 
 log = logging.getLogger(__name__)
+
+WHATSAPP_WINDOW = dt.timedelta(hours=24)
 
 
 class Conversations(Protocol):
@@ -65,11 +69,23 @@ def receive(database: Database, conversations: Conversations, inbound: Inbound) 
         message = _log_inbound(session, inbound)
         if message is None:
             return _duplicate(session, inbound)
-        replies = conversations.handle(session, inbound)
+        replies, proceed = ([], True)
+        if inbound.channel is not Channel.USSD:  # USSD is a session the phone itself opened
+            replies, proceed = optout.handle(session, inbound)
+        exempt = len(replies)  # opt-out confirmations go even to a phone that just opted out
+        if proceed:
+            replies += conversations.handle(session, inbound)
         received = Received(message.id, duplicate=False)
-        for reply in replies:
+        for position, reply in enumerate(replies):
             inline = inbound.channel is Channel.USSD and reply.phone == inbound.phone
-            out = _log_outbound(session, reply, inbound, message.id, inline)
+            if not inline:
+                reply = _route(session, reply, inbound)
+            blocked = (
+                not inline and position >= exempt and optout.is_opted_out(session, reply.phone)
+            )
+            out = _log_outbound(session, reply, inbound, message.id, inline, blocked)
+            if blocked:
+                continue
             if inline:
                 received.inline = Reply(
                     reply.phone, out.body, reply.channel, reply.choices, reply.final
@@ -134,17 +150,49 @@ def _duplicate(session: Session, inbound: Inbound) -> Received:
     return received
 
 
+def _route(session: Session, reply: Reply, inbound: Inbound) -> Reply:
+    """Send WhatsApp replies by SMS when the phone's 24-hour WhatsApp window is closed."""
+    if reply.channel is not Channel.WHATSAPP:
+        return reply
+    if inbound.channel is Channel.WHATSAPP and reply.phone == inbound.phone:
+        return reply
+    last = session.scalar(
+        sa.select(sa.func.max(Message.created_at)).where(
+            Message.phone == reply.phone,
+            Message.channel == Channel.WHATSAPP,
+            Message.direction == Direction.IN,
+        )
+    )
+    if last is not None and inbound.received_at - last < WHATSAPP_WINDOW:
+        return reply
+    return as_sms(reply)
+
+
+def as_sms(reply: Reply) -> Reply:
+    """Return the reply as a plain SMS, its choices (if any) numbered in the text."""
+    text = reply.text
+    if reply.choices:
+        text += "\n" + "\n".join(f"{c.id} {c.title}" for c in reply.choices)
+    return Reply(reply.phone, text, Channel.SMS, (), reply.final)
+
+
 def _log_outbound(
-    session: Session, reply: Reply, inbound: Inbound, in_reply_to: int, inline: bool
+    session: Session,
+    reply: Reply,
+    inbound: Inbound,
+    in_reply_to: int,
+    inline: bool,
+    blocked: bool = False,
 ) -> Message:
     now = inbound.received_at
     body, encoding, segments = text_cost(reply.channel, reply.text)
+    status = Status.SENT if inline else Status.QUEUED
     message = Message(
         channel=reply.channel,
         direction=Direction.OUT,
         phone=reply.phone,
         body=body,
-        status=Status.SENT if inline else Status.QUEUED,
+        status=Status.FAILED if blocked else status,
         encoding=encoding,
         segments=segments,
         choices=json.dumps([{"id": c.id, "title": c.title} for c in reply.choices])
@@ -158,8 +206,9 @@ def _log_outbound(
     )
     session.add(message)
     session.flush()
-    session.add(MessageEvent(message_id=message.id, status=message.status, at=now))
-    if not inline:
+    detail = "the phone opted out (BAJA)" if blocked else None
+    session.add(MessageEvent(message_id=message.id, status=message.status, detail=detail, at=now))
+    if not inline and not blocked:
         session.add(
             OutboxItem(
                 message_id=message.id,

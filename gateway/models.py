@@ -133,3 +133,13 @@ class OutboxItem(Base):
     created_at: Mapped[dt.datetime]
 
     message: Mapped[Message] = relationship()
+
+
+class OptOut(Base):
+    """A phone that asked not to receive messages (BAJA/PARA/STOP) until it says ALTA/START."""
+
+    __tablename__ = "opt_outs"
+
+    phone: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    channel: Mapped[Channel] = mapped_column(str_enum(Channel, "channel"))
+    opted_out_at: Mapped[dt.datetime]

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from flows.messages import Channel, Choice
+from flows.messages import Channel, Choice, Reply
+from gateway.inbound import as_sms, text_cost
 from gateway.models import (
+    Direction,
     Message,
     MessageEvent,
     OutboxItem,
@@ -34,6 +36,7 @@ from gateway.senders import (
     PermanentSendError,
     RetryableSendError,
     Sender,
+    WindowClosedError,
 )
 from recpo.clock import Clock
 from recpo.db import Database
@@ -58,8 +61,9 @@ class SendResult:
     """What one call to `send_item` did."""
 
     message_id: int
-    outcome: str  # "sent", "retry", "dead", "skipped"
+    outcome: str  # "sent", "retry", "dead", "fallback", "skipped"
     retry_at: dt.datetime | None = None
+    fallback_id: int | None = None  # the SMS that replaces a refused WhatsApp message
 
 
 def claim(database: Database, message_id: int, now: dt.datetime) -> OutboundMessage | None:
@@ -103,6 +107,8 @@ def send_item(
     sender = senders[outbound.channel]
     try:
         provider_id = sender.send(outbound)
+    except WindowClosedError as exc:
+        return _fall_back_to_sms(database, message_id, clock, str(exc))
     except PermanentSendError as exc:
         return _record_failure(database, message_id, clock, str(exc), permanent=True)
     except RetryableSendError as exc:
@@ -149,6 +155,52 @@ def _record_failure(
         item.next_attempt_at = now + backoff(item.attempts)
         log.info("outbox %s: attempt %d failed (%s); retrying", message_id, item.attempts, reason)
         return SendResult(message_id, "retry", item.next_attempt_at)
+
+
+def _fall_back_to_sms(database: Database, message_id: int, clock: Clock, reason: str) -> SendResult:
+    now = clock.now()
+    with database.transaction() as session:
+        item = session.get(OutboxItem, message_id, with_for_update=True)
+        original = item.message
+        choices = tuple(Choice(**c) for c in json.loads(original.choices or "[]"))
+        reply = as_sms(Reply(original.phone, original.body, Channel.WHATSAPP, choices))
+        body, encoding, segments = text_cost(Channel.SMS, reply.text)
+        sms = Message(
+            channel=Channel.SMS,
+            direction=Direction.OUT,
+            phone=original.phone,
+            body=body,
+            status=Status.QUEUED,
+            encoding=encoding,
+            segments=segments,
+            in_reply_to=original.in_reply_to,
+            simulated=original.simulated,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(sms)
+        session.flush()
+        session.add(MessageEvent(message_id=sms.id, status=Status.QUEUED, at=now))
+        session.add(
+            OutboxItem(
+                message_id=sms.id, state=OutboxState.PENDING, next_attempt_at=now, created_at=now
+            )
+        )
+        item.state = OutboxState.DEAD
+        item.claimed_until = None
+        item.last_error = reason[:300]
+        original.status = Status.FAILED
+        original.updated_at = now
+        session.add(
+            MessageEvent(
+                message_id=message_id,
+                status=Status.FAILED,
+                detail=f"WhatsApp window closed; sent by SMS as message {sms.id}",
+                at=now,
+            )
+        )
+        log.info("outbox %s: WhatsApp window closed; falling back to SMS %s", message_id, sms.id)
+        return SendResult(message_id, "fallback", fallback_id=sms.id)
 
 
 def due_items(database: Database, now: dt.datetime, limit: int = 500) -> list[int]:

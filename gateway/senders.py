@@ -31,6 +31,10 @@ class PermanentSendError(SendError):
     """Never try again."""
 
 
+class WindowClosedError(PermanentSendError):
+    """WhatsApp refused: the 24-hour customer-service window is closed (send it by SMS)."""
+
+
 @dataclass(frozen=True)
 class OutboundMessage:
     """What a sender needs: the message log id, where, what, and interactive options."""

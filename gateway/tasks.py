@@ -53,6 +53,8 @@ def send_messages(message_ids: list[int]) -> dict[str, int]:
         counts[result.outcome] = counts.get(result.outcome, 0) + 1
         if result.outcome == "retry" and result.retry_at is not None:
             ctx.dispatcher.dispatch_later(message_id, result.retry_at)
+        if result.fallback_id is not None:
+            ctx.dispatcher.dispatch([result.fallback_id])
     return counts
 
 

@@ -39,7 +39,7 @@ def main() -> None:
 
 def register_commands(app: Flask) -> None:
     """Attach every command group to `app.cli`."""
-    for command in (db, demo, serve, registry, admin, ledger):
+    for command in (db, demo, serve, worker, registry, admin, ledger):
         app.cli.add_command(command)
 
 
@@ -129,6 +129,46 @@ def serve(host: str, port: int | None, workers: int) -> None:
 
     click.echo(f"serving on http://{host}:{port} (Ctrl-C stops)")
     Server().run()
+
+
+@click.command(help="Run an RQ worker: sends the outbox, retries, reconciles lost jobs.")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty (tests, cron).")
+@with_appcontext
+def worker(burst: bool) -> None:
+    import threading
+
+    from rq import Queue, SimpleWorker
+
+    from gateway import tasks
+    from gateway.dispatch import QUEUE_NAME, RECONCILE_EVERY
+
+    runtime = current_runtime()
+    if runtime.redis is None:
+        raise click.ClickException(
+            "REDIS_URL is not set: without Redis the web process sends by itself; "
+            "no worker is needed"
+        )
+    tasks.configure(runtime)
+    stop = threading.Event()
+
+    def reconcile_forever() -> None:
+        while not stop.wait(RECONCILE_EVERY):
+            try:
+                tasks.reconcile()
+            except Exception:
+                logging.getLogger(__name__).exception("reconciler pass failed")
+
+    tasks.reconcile()
+    threading.Thread(target=reconcile_forever, daemon=True, name="reconciler").start()
+    # SimpleWorker runs jobs in this process: no fork per job, so one worker sends hundreds
+    # of messages a second; run more `recpo worker` processes to use more cores.
+    rq_worker = SimpleWorker(
+        [Queue(QUEUE_NAME, connection=runtime.redis)], connection=runtime.redis
+    )
+    try:
+        rq_worker.work(with_scheduler=True, burst=burst)
+    finally:
+        stop.set()
 
 
 # --- registry -------------------------------------------------------------------------------------

@@ -186,9 +186,29 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_outbox_state_next_attempt_at", ["state", "next_attempt_at"], unique=False
         )
+    op.create_table(
+        "opt_outs",
+        sa.Column("phone", sa.String(length=16), nullable=False),
+        sa.Column(
+            "channel",
+            sa.Enum(
+                "sms",
+                "whatsapp",
+                "ussd",
+                name="channel",
+                native_enum=False,
+                create_constraint=True,
+                length=20,
+            ),
+            nullable=False,
+        ),
+        sa.Column("opted_out_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("phone", name=op.f("pk_opt_outs")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("opt_outs")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_state_next_attempt_at")
 
