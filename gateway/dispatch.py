@@ -18,6 +18,7 @@ from rq import Queue
 
 from flows.messages import Channel
 from gateway import outbox
+from gateway.ratelimit import MemoryLimiter
 from gateway.senders import Sender
 from recpo.clock import Clock
 from recpo.db import Database
@@ -72,6 +73,7 @@ class InProcessDispatcher:
         self.senders = senders
         self.clock = clock
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="outbox")
+        self.limiter = MemoryLimiter()
         self._reconciler: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -83,7 +85,9 @@ class InProcessDispatcher:
 
     def _send(self, message_id: int) -> None:
         try:
-            result = outbox.send_item(self.database, self.senders, message_id, self.clock)
+            result = outbox.send_item(
+                self.database, self.senders, message_id, self.clock, self.limiter
+            )
         except Exception:
             log.exception(
                 "outbox %s: send failed unexpectedly; the reconciler will retry", message_id
@@ -91,7 +95,7 @@ class InProcessDispatcher:
             return
         if result.fallback_id is not None:
             self.dispatch([result.fallback_id])
-        if result.outcome == "retry" and result.retry_at is not None:
+        if result.outcome in {"retry", "paced"} and result.retry_at is not None:
             delay = max(0.0, (result.retry_at - self.clock.now()).total_seconds())
             timer = threading.Timer(delay, self.dispatch, args=([message_id],))
             timer.daemon = True

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from flows.messages import Channel, Inbound, Reply
 from gateway import optout
 from gateway import text as wire
+from gateway.metrics import INBOUND, RATE_LIMITED
 from gateway.models import (
     Direction,
     Encoding,
@@ -30,12 +31,17 @@ from gateway.models import (
     OutboxState,
     Status,
 )
+from gateway.ratelimit import INBOUND_PER_PHONE, Limiter, Rate
 from recpo.db import Database
+from recpo.i18n import N_, translate
 from registry.identifiers import mask_phone
+from registry.phones import language_for
 
 log = logging.getLogger(__name__)
 
 WHATSAPP_WINDOW = dt.timedelta(hours=24)
+NOTICE_RATE = Rate(count=1, period=60, burst=1)
+SLOW_DOWN = N_("RECPO: too many messages. Wait a minute and send your message again.")
 
 
 class Conversations(Protocol):
@@ -63,15 +69,24 @@ def text_cost(channel: Channel, text: str) -> tuple[str, Encoding, int]:
     return folded, Encoding(cost.encoding.value), cost.segments
 
 
-def receive(database: Database, conversations: Conversations, inbound: Inbound) -> Received:
+def receive(
+    database: Database,
+    conversations: Conversations,
+    inbound: Inbound,
+    limiter: Limiter | None = None,
+) -> Received:
     """Log, handle and answer one inbound message in one transaction."""
     with database.transaction() as session:
         message = _log_inbound(session, inbound)
         if message is None:
+            INBOUND.labels(inbound.channel.value, "duplicate").inc()
             return _duplicate(session, inbound)
+        INBOUND.labels(inbound.channel.value, "accepted").inc()
         replies, proceed = ([], True)
         if inbound.channel is not Channel.USSD:  # USSD is a session the phone itself opened
             replies, proceed = optout.handle(session, inbound)
+        if proceed and limiter is not None and _flooding(session, inbound, limiter):
+            replies, proceed = _slow_down(session, inbound, limiter), False
         exempt = len(replies)  # opt-out confirmations go even to a phone that just opted out
         if proceed:
             replies += conversations.handle(session, inbound)
@@ -100,6 +115,22 @@ def receive(database: Database, conversations: Conversations, inbound: Inbound) 
         len(replies),
     )
     return received
+
+
+def _flooding(session: Session, inbound: Inbound, limiter: Limiter) -> bool:
+    if inbound.channel is Channel.USSD:
+        return False
+    return limiter.wait(f"in:{inbound.phone}", INBOUND_PER_PHONE) > 0
+
+
+def _slow_down(session: Session, inbound: Inbound, limiter: Limiter) -> list[Reply]:
+    """The message stays logged but is not handled; the phone is told once a minute."""
+    RATE_LIMITED.labels("in", inbound.channel.value).inc()
+    log.warning("inbound from %s over the rate limit; not handled", mask_phone(inbound.phone))
+    if limiter.wait(f"in-notice:{inbound.phone}", NOTICE_RATE) > 0:
+        return []
+    locale = language_for(session, inbound.phone).value
+    return [Reply(inbound.phone, translate(locale, SLOW_DOWN), inbound.channel)]
 
 
 def _log_inbound(session: Session, inbound: Inbound) -> Message | None:

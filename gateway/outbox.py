@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from flows.messages import Channel, Choice, Reply
 from gateway.inbound import as_sms, text_cost
+from gateway.metrics import OUTBOUND, RATE_LIMITED
 from gateway.models import (
     Direction,
     Message,
@@ -31,6 +32,7 @@ from gateway.models import (
     Status,
     advances,
 )
+from gateway.ratelimit import OUTBOUND_PER_CHANNEL, Limiter
 from gateway.senders import (
     OutboundMessage,
     PermanentSendError,
@@ -61,7 +63,7 @@ class SendResult:
     """What one call to `send_item` did."""
 
     message_id: int
-    outcome: str  # "sent", "retry", "dead", "fallback", "skipped"
+    outcome: str  # "sent", "retry", "paced", "dead", "fallback", "skipped"
     retry_at: dt.datetime | None = None
     fallback_id: int | None = None  # the SMS that replaces a refused WhatsApp message
 
@@ -91,7 +93,9 @@ def claim(database: Database, message_id: int, now: dt.datetime) -> OutboundMess
         item.attempts += 1
         message = item.message
         choices = tuple(Choice(**c) for c in json.loads(message.choices or "[]"))
-        return OutboundMessage(message.id, message.channel, message.phone, message.body, choices)
+        return OutboundMessage(
+            message.id, message.channel, message.phone, message.body, choices, message.segments
+        )
 
 
 def send_item(
@@ -99,11 +103,31 @@ def send_item(
     senders: Mapping[Channel, Sender],
     message_id: int,
     clock: Clock,
+    limiter: Limiter | None = None,
 ) -> SendResult:
     """Send one outbox row if it is due; record the outcome."""
     outbound = claim(database, message_id, clock.now())
     if outbound is None:
         return SendResult(message_id, "skipped")
+    result = _send_claimed(database, senders, outbound, clock, limiter)
+    OUTBOUND.labels(outbound.channel.value, result.outcome).inc()
+    return result
+
+
+def _send_claimed(
+    database: Database,
+    senders: Mapping[Channel, Sender],
+    outbound: OutboundMessage,
+    clock: Clock,
+    limiter: Limiter | None,
+) -> SendResult:
+    message_id = outbound.id
+    if limiter is not None:
+        wait = limiter.wait(
+            f"out:{outbound.channel.value}", OUTBOUND_PER_CHANNEL, outbound.segments
+        )
+        if wait > 0:
+            return _pace(database, message_id, clock, wait)
     sender = senders[outbound.channel]
     try:
         provider_id = sender.send(outbound)
@@ -128,6 +152,18 @@ def send_item(
             MessageEvent(message_id=message_id, status=Status.SENT, detail=sender.name, at=now)
         )
     return SendResult(message_id, "sent")
+
+
+def _pace(database: Database, message_id: int, clock: Clock, wait: float) -> SendResult:
+    """Hand the row back until the channel's rate allows it; this is not a failed attempt."""
+    RATE_LIMITED.labels("out", "outbox").inc()
+    with database.transaction() as session:
+        item = session.get(OutboxItem, message_id, with_for_update=True)
+        item.state = OutboxState.PENDING
+        item.claimed_until = None
+        item.attempts -= 1
+        item.next_attempt_at = clock.now() + dt.timedelta(seconds=wait)
+        return SendResult(message_id, "paced", item.next_attempt_at)
 
 
 def _record_failure(

@@ -44,6 +44,7 @@ class OutboundMessage:
     phone: str
     text: str
     choices: tuple[Choice, ...] = ()
+    segments: int = 1
 
 
 class Sender(Protocol):

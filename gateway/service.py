@@ -9,6 +9,7 @@ from flask import current_app
 from flows.messages import Inbound
 from gateway.dispatch import Dispatcher
 from gateway.inbound import Conversations, Received, receive
+from gateway.ratelimit import Limiter
 from recpo.clock import Clock
 from recpo.config import Settings
 from recpo.db import Database
@@ -25,10 +26,11 @@ class Gateway:
     conversations: Conversations
     dispatcher: Dispatcher
     clock: Clock
+    limiter: Limiter
 
     def receive(self, inbound: Inbound) -> Received:
         """Handle one inbound message and hand its replies to the dispatcher after commit."""
-        received = receive(self.database, self.conversations, inbound)
+        received = receive(self.database, self.conversations, inbound, self.limiter)
         if received.outbox:
             self.dispatcher.dispatch(received.outbox)
         return received

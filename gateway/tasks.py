@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from flows.messages import Channel
 from gateway import outbox
 from gateway.dispatch import RQDispatcher
+from gateway.ratelimit import RedisLimiter
 from gateway.senders import Sender, build_senders
 from recpo.config import Settings
 from recpo.runtime import Runtime
@@ -23,6 +24,7 @@ class WorkerContext:
     runtime: Runtime
     senders: dict[Channel, Sender]
     dispatcher: RQDispatcher
+    limiter: RedisLimiter
 
 
 _context: WorkerContext | None = None
@@ -34,7 +36,10 @@ def configure(runtime: Runtime, senders: dict[Channel, Sender] | None = None) ->
     if runtime.redis is None:
         raise RuntimeError("RQ jobs need REDIS_URL")
     _context = WorkerContext(
-        runtime, senders or build_senders(runtime.settings), RQDispatcher(runtime.redis)
+        runtime,
+        senders or build_senders(runtime.settings),
+        RQDispatcher(runtime.redis),
+        RedisLimiter(runtime.redis),
     )
     return _context
 
@@ -49,9 +54,11 @@ def send_messages(message_ids: list[int]) -> dict[str, int]:
     ctx = context()
     counts: dict[str, int] = {}
     for message_id in message_ids:
-        result = outbox.send_item(ctx.runtime.database, ctx.senders, message_id, ctx.runtime.clock)
+        result = outbox.send_item(
+            ctx.runtime.database, ctx.senders, message_id, ctx.runtime.clock, ctx.limiter
+        )
         counts[result.outcome] = counts.get(result.outcome, 0) + 1
-        if result.outcome == "retry" and result.retry_at is not None:
+        if result.outcome in {"retry", "paced"} and result.retry_at is not None:
             ctx.dispatcher.dispatch_later(message_id, result.retry_at)
         if result.fallback_id is not None:
             ctx.dispatcher.dispatch([result.fallback_id])

@@ -12,9 +12,10 @@ from flask import Flask
 
 from flows.engine import Conversations
 from flows.messages import Channel
-from gateway import ledger_api, service
+from gateway import ledger_api, metrics, service
 from gateway.channels import twilio, ussd, whatsapp_cloud
 from gateway.dispatch import InProcessDispatcher, RQDispatcher
+from gateway.ratelimit import make_limiter
 from gateway.senders import Sender, build_senders
 from ledger.log import Log
 from ledger.note import Signer, generate_signer_key
@@ -60,6 +61,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions[service.EXTENSION_KEY] = build_gateway(runtime, overrides.get("SENDERS"))
     app.register_blueprint(health.bp)
     app.register_blueprint(ledger_api.bp)
+    app.register_blueprint(metrics.bp)
     for channel in (twilio, whatsapp_cloud, ussd):
         app.register_blueprint(channel.bp)
 
@@ -101,6 +103,7 @@ def build_gateway(
         conversations=Conversations(),
         dispatcher=dispatcher,
         clock=runtime.clock,
+        limiter=make_limiter(runtime.redis),
     )
 
 
