@@ -21,7 +21,11 @@ class Channel(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Choice:
-    """One option of a reply a phone can pick by id (WhatsApp buttons and list rows)."""
+    """One option of a reply a phone can pick (WhatsApp buttons and list rows).
+
+    Where a channel has no buttons the options are listed as `<id> <title>` lines, so the id is
+    what the phone types back: keep it short, a number for menus.
+    """
 
     id: str
     title: str

@@ -201,10 +201,9 @@ def _route(session: Session, reply: Reply, inbound: Inbound) -> Reply:
 
 def as_sms(reply: Reply) -> Reply:
     """Return the reply as a plain SMS, its choices (if any) numbered in the text."""
-    text = reply.text
-    if reply.choices:
-        text += "\n" + "\n".join(f"{c.id} {c.title}" for c in reply.choices)
-    return Reply(reply.phone, text, Channel.SMS, (), reply.final)
+    return Reply(
+        reply.phone, wire.with_choices(reply.text, reply.choices), Channel.SMS, (), reply.final
+    )
 
 
 def _log_outbound(

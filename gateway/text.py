@@ -43,8 +43,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+
+from flows.messages import Choice
 
 __all__ = [
     "GSM7_BASIC",
@@ -239,3 +242,14 @@ def fold_for_sms(text: str) -> str:
     """
     text = _NUMERO.sub(lambda m: m.group(1) + "ro.", unicodedata.normalize("NFC", text))
     return "".join(_fold_cluster(cluster) for cluster in _clusters(text))
+
+
+def with_choices(text: str, choices: Sequence[Choice]) -> str:
+    """Return `text` with its choices listed as `<id> <title>` lines, for channels without buttons.
+
+    A choice's id is what the phone types back (DESIGN: numeric menus), so it leads each line.
+    """
+    if not choices:
+        return text
+    options = "\n".join(f"{choice.id} {choice.title}" for choice in choices)
+    return f"{text}\n{options}" if text else options

@@ -37,6 +37,7 @@ from flask import Blueprint, Response, abort, request
 
 from flows.messages import Channel, Choice, Inbound
 from gateway import outbox
+from gateway import text as wire
 from gateway.models import Status
 from gateway.senders import (
     OutboundMessage,
@@ -315,7 +316,7 @@ def render(message: OutboundMessage) -> dict[str, Any]:
             return request_body | _interactive("list", message.text, action)
     return request_body | {
         "type": "text",
-        "text": {"body": _numbered(message.text, choices), "preview_url": False},
+        "text": {"body": wire.with_choices(message.text, choices), "preview_url": False},
     }
 
 
@@ -344,13 +345,6 @@ def _interactive(kind: str, body: str, action: dict[str, Any]) -> dict[str, Any]
 def _shorten(title: str, limit: int) -> str:
     title = title.strip()
     return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
-
-
-def _numbered(text: str, choices: tuple[Choice, ...]) -> str:
-    if not choices:
-        return text
-    options = "\n".join(f"{n}. {choice.title}" for n, choice in enumerate(choices, start=1))
-    return f"{text}\n\n{options}" if text else options
 
 
 # --- send -----------------------------------------------------------------------------------------

@@ -557,9 +557,9 @@ RENDERED = [
         _list_request("Material:", *[(c.id, c.title) for c in MATERIALS]),
     ),
     (
-        "more than 10 choices: numbered text",
+        "more than 10 choices: text, one line per choice",
         outbound("Elija:", ELEVEN),
-        _text_request("Elija:\n\n" + "\n".join(f"{i}. Opción {i}" for i in range(1, 12))),
+        _text_request("Elija:\n" + "\n".join(f"n{i} Opción {i}" for i in range(1, 12))),
     ),
     (
         "button titles shortened to 20 characters",
@@ -584,23 +584,23 @@ RENDERED = [
             )
         ),
         _text_request(
-            f"{QUESTION}\n\n1. Confirmar la compra de oro\n2. Confirmar la compra de relave"
+            f"{QUESTION}\na Confirmar la compra de oro\nb Confirmar la compra de relave"
         ),
     ),
     (
         "repeated ids: numbered text",
         outbound(choices=(Choice("a", "Sí"), Choice("a", "No"))),
-        _text_request(f"{QUESTION}\n\n1. Sí\n2. No"),
+        _text_request(f"{QUESTION}\na Sí\na No"),
     ),
     (
         "an empty title: numbered text",
         outbound(choices=(Choice("a", "Sí"), Choice("b", " "))),
-        _text_request(f"{QUESTION}\n\n1. Sí\n2.  "),
+        _text_request(f"{QUESTION}\na Sí\nb  "),
     ),
     (
         "a body too long for interactive: numbered text",
         outbound("x" * 1025, YES_NO),
-        _text_request("x" * 1025 + "\n\n1. Sí\n2. No"),
+        _text_request("x" * 1025 + "\nconfirm:482913 Sí\ndispute:482913 No"),
     ),
 ]
 
