@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -46,7 +47,8 @@ from recpo.db import Database
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 6
-LEASE = dt.timedelta(seconds=60)
+# How long a worker may hold a row while sending; longer than any provider call's timeout.
+LEASE = dt.timedelta(seconds=int(os.environ.get("OUTBOX_LEASE_SECONDS", "60")))
 BASE_DELAY = dt.timedelta(seconds=2)
 MAX_DELAY = dt.timedelta(minutes=10)
 RECONCILE_AFTER = dt.timedelta(seconds=30)
