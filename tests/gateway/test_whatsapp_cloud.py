@@ -583,9 +583,7 @@ RENDERED = [
                 Choice("b", "Confirmar la compra de relave"),
             )
         ),
-        _text_request(
-            f"{QUESTION}\na Confirmar la compra de oro\nb Confirmar la compra de relave"
-        ),
+        _text_request(f"{QUESTION}\na Confirmar la compra de oro\nb Confirmar la compra de relave"),
     ),
     (
         "repeated ids: numbered text",
