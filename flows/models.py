@@ -22,5 +22,8 @@ class Conversation(Base):
     state: Mapped[str | None] = mapped_column(sa.String(40))
     data: Mapped[str] = mapped_column(sa.Text, default="{}")
     session_id: Mapped[str | None] = mapped_column(sa.String(80))
+    language: Mapped[str | None] = mapped_column(sa.String(5))  # for phones of no registrant
+    lookups: Mapped[int] = mapped_column(default=0)  # receipt checks in the current window
+    lookups_since: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime | None]

@@ -16,7 +16,7 @@ def lock_conversation(
     session: Session, phone: str, channel: Channel, now: dt.datetime
 ) -> Conversation:
     """Return the phone's conversation, created if new, locked until the transaction ends."""
-    values = {"phone": phone, "channel": channel, "data": "{}", "updated_at": now}
+    values = {"phone": phone, "channel": channel, "data": "{}", "lookups": 0, "updated_at": now}
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(insert(Conversation).values(values).on_conflict_do_nothing())

@@ -44,9 +44,16 @@ class RQDispatcher:
     def dispatch(self, message_ids: list[int]) -> None:
         """Enqueue one send job for the rows (a webhook's replies travel together)."""
         if message_ids:
-            self.queue.enqueue(
-                "gateway.tasks.send_messages", list(message_ids), result_ttl=0, failure_ttl=86400
-            )
+            # One round trip: RQ sends the job and the queue registration in one pipeline.
+            with self.queue.connection.pipeline() as pipe:
+                self.queue.enqueue(
+                    "gateway.tasks.send_messages",
+                    list(message_ids),
+                    result_ttl=0,
+                    failure_ttl=86400,
+                    pipeline=pipe,
+                )
+                pipe.execute()
 
     def dispatch_later(self, message_id: int, at: dt.datetime) -> None:
         """Enqueue a retry for `at` (the worker's scheduler releases it)."""

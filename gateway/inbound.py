@@ -9,13 +9,14 @@ happens after the commit, through the dispatcher.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from flows.messages import Channel, Inbound, Reply
@@ -27,11 +28,13 @@ from gateway.models import (
     Encoding,
     Message,
     MessageEvent,
+    OptOut,
     OutboxItem,
     OutboxState,
     Status,
 )
 from gateway.ratelimit import INBOUND_PER_PHONE, Limiter, Rate
+from ledger.log import appended
 from recpo.db import Database
 from recpo.i18n import N_, translate
 from registry.identifiers import mask_phone
@@ -58,8 +61,10 @@ class Received:
     duplicate: bool
     outbox: list[int] = field(default_factory=list)  # outbound message ids to dispatch
     inline: Reply | None = None  # the reply rendered in the response itself (USSD)
+    ledger_appended: bool = False  # entries were queued: sequence them after the commit
 
 
+@functools.lru_cache(maxsize=4096)  # replies repeat (help, prompts); folding is per character
 def text_cost(channel: Channel, text: str) -> tuple[str, Encoding, int]:
     """Return the text as it will travel on `channel`, its encoding and segment count."""
     if channel is Channel.WHATSAPP:
@@ -77,36 +82,43 @@ def receive(
 ) -> Received:
     """Log, handle and answer one inbound message in one transaction."""
     with database.transaction() as session:
-        message = _log_inbound(session, inbound)
-        if message is None:
+        message_id = _log_inbound(session, inbound)
+        if message_id is None:
             INBOUND.labels(inbound.channel.value, "duplicate").inc()
             return _duplicate(session, inbound)
         INBOUND.labels(inbound.channel.value, "accepted").inc()
         replies, proceed = ([], True)
+        # Phones this transaction has found not opted out: no need to look again for each reply.
+        receiving: set[str] = set()
         if inbound.channel is not Channel.USSD:  # USSD is a session the phone itself opened
-            replies, proceed = optout.handle(session, inbound)
+            replies, proceed = _opt_out_step(session, inbound)
+            if proceed:
+                receiving.add(inbound.phone)
         if proceed and limiter is not None and _flooding(session, inbound, limiter):
             replies, proceed = _slow_down(session, inbound, limiter), False
         exempt = len(replies)  # opt-out confirmations go even to a phone that just opted out
         if proceed:
             replies += conversations.handle(session, inbound)
-        received = Received(message.id, duplicate=False)
+        received = Received(message_id, duplicate=False, ledger_appended=appended(session))
         for position, reply in enumerate(replies):
             inline = inbound.channel is Channel.USSD and reply.phone == inbound.phone
             if not inline:
                 reply = _route(session, reply, inbound)
             blocked = (
-                not inline and position >= exempt and optout.is_opted_out(session, reply.phone)
+                not inline
+                and position >= exempt
+                and reply.phone not in receiving
+                and optout.is_opted_out(session, reply.phone)
             )
-            out = _log_outbound(session, reply, inbound, message.id, inline, blocked)
+            out_id, body = _log_outbound(session, reply, inbound, message_id, inline, blocked)
             if blocked:
                 continue
             if inline:
                 received.inline = Reply(
-                    reply.phone, out.body, reply.channel, reply.choices, reply.final
+                    reply.phone, body, reply.channel, reply.choices, reply.final
                 )
             else:
-                received.outbox.append(out.id)
+                received.outbox.append(out_id)
     log.info(
         "inbound %s message %s from %s: %d replies",
         inbound.channel.value,
@@ -115,6 +127,125 @@ def receive(
         len(replies),
     )
     return received
+
+
+def _opt_out_step(session: Session, inbound: Inbound) -> tuple[list[Reply], bool]:
+    """`optout.handle`, without its work for the usual message: no stop word, phone not opted out.
+
+    For that message `optout.handle` answers nothing and lets the conversations run; finding it
+    out takes one primary-key lookup, where `optout.handle` would also look up the phone's
+    language for replies it does not make.
+    """
+    if optout.first_word(inbound.text) not in optout.STOP_WORDS:
+        opted_out = session.scalar(
+            _statements(_dialect(session)).opted_out, {"phone": inbound.phone}
+        )
+        if opted_out is None:
+            return [], True
+    return optout.handle(session, inbound)
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+_MESSAGES = Message.__table__
+_EVENTS = MessageEvent.__table__
+_OUTBOX = OutboxItem.__table__
+_INBOUND_COLUMNS = (
+    *("channel", "direction", "phone", "body", "provider_id", "status", "encoding", "segments"),
+    *("simulated", "created_at", "updated_at"),
+)
+_OUTBOUND_COLUMNS = (
+    *("channel", "direction", "phone", "body", "status", "encoding", "segments", "choices"),
+    *("in_reply_to", "ends_session", "simulated", "created_at", "updated_at"),
+)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The statements of the inbound path, built once (building them costs more than running)."""
+
+    log_inbound: Any  # INSERT ... ON CONFLICT DO NOTHING RETURNING id
+    opted_out: Any  # the phone's opt-out row, if any (as `optout.is_opted_out` looks it up)
+    # PostgreSQL: the reply, its event and its outbox row in one statement (one round trip).
+    log_reply_queued: Any = None
+    log_reply: Any = None  # ... without an outbox row
+    # Elsewhere: one statement each.
+    insert_message: Any = None
+    insert_event: Any = None
+    insert_outbox: Any = None
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    log_inbound = (
+        insert(_MESSAGES)
+        .values({name: sa.bindparam(name) for name in _INBOUND_COLUMNS})
+        .on_conflict_do_nothing()
+        .returning(_MESSAGES.c.id)
+    )
+    opted_out = sa.select(OptOut.__table__.c.phone).where(
+        OptOut.__table__.c.phone == sa.bindparam("phone")
+    )
+    message_values = {name: sa.bindparam(name) for name in _OUTBOUND_COLUMNS}
+    pending = sa.literal(OutboxState.PENDING, _OUTBOX.c.state.type)
+    if dialect != "postgresql":
+        return _Statements(
+            log_inbound,
+            opted_out,
+            insert_message=sa.insert(_MESSAGES).values(message_values).returning(_MESSAGES.c.id),
+            insert_event=sa.insert(_EVENTS).values(
+                message_id=sa.bindparam("message_id"),
+                status=sa.bindparam("status"),
+                detail=sa.bindparam("detail"),
+                at=sa.bindparam("created_at"),
+            ),
+            insert_outbox=sa.insert(_OUTBOX).values(
+                message_id=sa.bindparam("message_id"),
+                state=pending,
+                attempts=0,
+                next_attempt_at=sa.bindparam("created_at"),
+                created_at=sa.bindparam("created_at"),
+            ),
+        )
+    message = (
+        sa.insert(_MESSAGES)
+        .values(message_values)
+        .returning(_MESSAGES.c.id, _MESSAGES.c.status, _MESSAGES.c.created_at)
+        .cte("new_message")
+    )
+    event = sa.insert(_EVENTS).from_select(
+        ["message_id", "status", "detail", "at"],
+        sa.select(
+            message.c.id,
+            message.c.status,
+            sa.bindparam("detail", type_=_EVENTS.c.detail.type),
+            message.c.created_at,
+        ),
+    )
+    queued = (
+        sa.insert(_OUTBOX)
+        .from_select(
+            ["message_id", "state", "attempts", "next_attempt_at", "created_at"],
+            sa.select(
+                message.c.id,
+                pending,
+                sa.literal(0, sa.Integer),
+                message.c.created_at,
+                message.c.created_at,
+            ),
+        )
+        .add_cte(event.cte("new_event"))
+        .returning(_OUTBOX.c.message_id)
+    )
+    return _Statements(
+        log_inbound,
+        opted_out,
+        log_reply_queued=queued,
+        log_reply=event.returning(_EVENTS.c.message_id),
+    )
 
 
 def _flooding(session: Session, inbound: Inbound, limiter: Limiter) -> bool:
@@ -133,29 +264,27 @@ def _slow_down(session: Session, inbound: Inbound, limiter: Limiter) -> list[Rep
     return [Reply(inbound.phone, translate(locale, SLOW_DOWN), inbound.channel)]
 
 
-def _log_inbound(session: Session, inbound: Inbound) -> Message | None:
+def _log_inbound(session: Session, inbound: Inbound) -> int | None:
+    """Log the message; return its id, or None if this provider message is already logged."""
     now = inbound.received_at
     _, encoding, segments = text_cost(inbound.channel, inbound.text)
-    message = Message(
-        channel=inbound.channel,
-        direction=Direction.IN,
-        phone=inbound.phone,
-        body=inbound.text,
-        provider_id=inbound.provider_id,
-        status=Status.RECEIVED,
-        encoding=encoding,
-        segments=segments,
-        simulated=inbound.simulated,
-        created_at=now,
-        updated_at=now,
-    )
-    try:
-        with session.begin_nested():
-            session.add(message)
-    except IntegrityError:
-        # The same provider message again (a retried or concurrent webhook): already handled.
-        return None
-    return message
+    # The same provider message again (a retried or concurrent webhook) conflicts with the unique
+    # (channel, provider_id) index and inserts nothing: it was already handled. A concurrent
+    # duplicate waits here until the first one's transaction ends.
+    params = {
+        "channel": inbound.channel,
+        "direction": Direction.IN,
+        "phone": inbound.phone,
+        "body": inbound.text,
+        "provider_id": inbound.provider_id,
+        "status": Status.RECEIVED,
+        "encoding": encoding,
+        "segments": segments,
+        "simulated": inbound.simulated,
+        "created_at": now,
+        "updated_at": now,
+    }
+    return session.scalar(_statements(_dialect(session)).log_inbound, params)
 
 
 def _duplicate(session: Session, inbound: Inbound) -> Received:
@@ -213,38 +342,49 @@ def _log_outbound(
     in_reply_to: int,
     inline: bool,
     blocked: bool = False,
-) -> Message:
+) -> tuple[int, str]:
+    """Log the reply, its first event and (unless inline or blocked) its outbox row.
+
+    Return the message id and the body as logged (folded for SMS).
+    """
     now = inbound.received_at
+    if reply.choices and reply.channel is not Channel.WHATSAPP:
+        # Only WhatsApp has buttons: elsewhere the choices are part of the text.
+        reply = Reply(
+            reply.phone,
+            wire.with_choices(reply.text, reply.choices),
+            reply.channel,
+            (),
+            reply.final,
+        )
     body, encoding, segments = text_cost(reply.channel, reply.text)
-    status = Status.SENT if inline else Status.QUEUED
-    message = Message(
-        channel=reply.channel,
-        direction=Direction.OUT,
-        phone=reply.phone,
-        body=body,
-        status=Status.FAILED if blocked else status,
-        encoding=encoding,
-        segments=segments,
-        choices=json.dumps([{"id": c.id, "title": c.title} for c in reply.choices])
+    status = Status.FAILED if blocked else Status.SENT if inline else Status.QUEUED
+    values = {
+        "channel": reply.channel,
+        "direction": Direction.OUT,
+        "phone": reply.phone,
+        "body": body,
+        "status": status,
+        "encoding": encoding,
+        "segments": segments,
+        "choices": json.dumps([{"id": c.id, "title": c.title} for c in reply.choices])
         if reply.choices
         else None,
-        in_reply_to=in_reply_to,
-        ends_session=reply.final if inline else None,
-        simulated=inbound.simulated,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(message)
-    session.flush()
-    detail = "the phone opted out (BAJA)" if blocked else None
-    session.add(MessageEvent(message_id=message.id, status=message.status, detail=detail, at=now))
-    if not inline and not blocked:
-        session.add(
-            OutboxItem(
-                message_id=message.id,
-                state=OutboxState.PENDING,
-                next_attempt_at=now,
-                created_at=now,
-            )
-        )
-    return message
+        "in_reply_to": in_reply_to,
+        "ends_session": reply.final if inline else None,
+        "simulated": inbound.simulated,
+        "created_at": now,
+        "updated_at": now,
+    }
+    values["detail"] = "the phone opted out (BAJA)" if blocked else None
+    queue = not inline and not blocked
+    statements = _statements(_dialect(session))
+    if statements.log_reply is not None:
+        statement = statements.log_reply_queued if queue else statements.log_reply
+        return session.execute(statement, values).scalar_one(), body
+    message_id = session.execute(statements.insert_message, values).scalar_one()
+    values["message_id"] = message_id
+    session.execute(statements.insert_event, values)
+    if queue:
+        session.execute(statements.insert_outbox, values)
+    return message_id, body

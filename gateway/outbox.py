@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -70,17 +70,86 @@ class SendResult:
     fallback_id: int | None = None  # the SMS that replaces a refused WhatsApp message
 
 
+# The statements of the sending path, built once (building one costs more than running it).
+_OUTBOX = OutboxItem.__table__
+_MESSAGES = Message.__table__
+_CLAIM_READ = (
+    sa.select(
+        _OUTBOX.c.state,
+        _OUTBOX.c.next_attempt_at,
+        _OUTBOX.c.claimed_until,
+        _MESSAGES.c.channel,
+        _MESSAGES.c.phone,
+        _MESSAGES.c.body,
+        _MESSAGES.c.choices,
+        _MESSAGES.c.segments,
+    )
+    .join(_MESSAGES, _MESSAGES.c.id == _OUTBOX.c.message_id)
+    .where(_OUTBOX.c.message_id == sa.bindparam("row_id"))
+    .with_for_update(of=_OUTBOX)
+)
+_CLAIM_WRITE = (
+    sa.update(_OUTBOX)
+    .where(_OUTBOX.c.message_id == sa.bindparam("row_id"))
+    .values(
+        state=sa.literal(OutboxState.SENDING, _OUTBOX.c.state.type),
+        claimed_until=sa.bindparam("until", type_=_OUTBOX.c.claimed_until.type),
+        attempts=_OUTBOX.c.attempts + 1,
+    )
+)
+# SENT moves a message forward from these statuses (a status callback may have come first).
+_BEFORE_SENT = tuple(status for status in Status if advances(status, Status.SENT))
+_MOVES = _MESSAGES.c.status.in_(_BEFORE_SENT)
+_SENT_OUTBOX = (
+    sa.update(_OUTBOX)
+    .where(_OUTBOX.c.message_id == sa.bindparam("row_id"))
+    .values(
+        state=sa.literal(OutboxState.SENT, _OUTBOX.c.state.type),
+        claimed_until=None,
+        last_error=None,
+    )
+)
+_SENT_MESSAGE = (
+    sa.update(_MESSAGES)
+    .where(_MESSAGES.c.id == sa.bindparam("row_id"))
+    .values(
+        provider_id=sa.bindparam("sid", type_=_MESSAGES.c.provider_id.type),
+        status=sa.case(
+            (_MOVES, sa.literal(Status.SENT, _MESSAGES.c.status.type)), else_=_MESSAGES.c.status
+        ),
+        updated_at=sa.case(
+            (_MOVES, sa.bindparam("now", type_=_MESSAGES.c.updated_at.type)),
+            else_=_MESSAGES.c.updated_at,
+        ),
+    )
+)
+_SENT_EVENT = sa.insert(MessageEvent.__table__).values(
+    message_id=sa.bindparam("row_id"),
+    status=sa.literal(Status.SENT, MessageEvent.__table__.c.status.type),
+    detail=sa.bindparam("sender", type_=MessageEvent.__table__.c.detail.type),
+    at=sa.bindparam("now", type_=MessageEvent.__table__.c.at.type),
+)
+_DUE_NOW = (
+    sa.select(_OUTBOX.c.message_id)
+    .where(
+        _OUTBOX.c.state == OutboxState.PENDING,
+        _OUTBOX.c.next_attempt_at <= sa.bindparam("now", type_=_OUTBOX.c.next_attempt_at.type),
+        _OUTBOX.c.message_id.not_in(sa.bindparam("exclude", expanding=True)),
+    )
+    .order_by(_OUTBOX.c.next_attempt_at)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
+
+
 def claim(database: Database, message_id: int, now: dt.datetime) -> OutboundMessage | None:
     """Take the row for sending if it is due and nobody holds it; return what to send."""
     with database.transaction() as session:
-        item = session.scalars(
-            sa.select(OutboxItem).where(OutboxItem.message_id == message_id).with_for_update()
-        ).one_or_none()
-        if item is None:
+        row = session.execute(_CLAIM_READ, {"row_id": message_id}).one_or_none()
+        if row is None:
             return None
-        due = item.state is OutboxState.PENDING and item.next_attempt_at <= now
-        stale = item.state is OutboxState.SENDING and (
-            item.claimed_until is None or item.claimed_until <= now
+        due = row.state is OutboxState.PENDING and row.next_attempt_at <= now
+        stale = row.state is OutboxState.SENDING and (
+            row.claimed_until is None or row.claimed_until <= now
         )
         if not (due or stale):
             return None
@@ -90,14 +159,9 @@ def claim(database: Database, message_id: int, now: dt.datetime) -> OutboundMess
                 "(a duplicate if the provider had accepted the first attempt)",
                 message_id,
             )
-        item.state = OutboxState.SENDING
-        item.claimed_until = now + LEASE
-        item.attempts += 1
-        message = item.message
-        choices = tuple(Choice(**c) for c in json.loads(message.choices or "[]"))
-        return OutboundMessage(
-            message.id, message.channel, message.phone, message.body, choices, message.segments
-        )
+        session.execute(_CLAIM_WRITE, {"row_id": message_id, "until": now + LEASE})
+        choices = tuple(Choice(**c) for c in json.loads(row.choices or "[]"))
+        return OutboundMessage(message_id, row.channel, row.phone, row.body, choices, row.segments)
 
 
 def send_item(
@@ -139,21 +203,19 @@ def _send_claimed(
         return _record_failure(database, message_id, clock, str(exc), permanent=True)
     except RetryableSendError as exc:
         return _record_failure(database, message_id, clock, str(exc), permanent=False)
-    now = clock.now()
-    with database.transaction() as session:
-        item = session.get(OutboxItem, message_id, with_for_update=True)
-        item.state = OutboxState.SENT
-        item.claimed_until = None
-        item.last_error = None
-        message = item.message
-        message.provider_id = provider_id
-        if advances(message.status, Status.SENT):
-            message.status = Status.SENT
-            message.updated_at = now
-        session.add(
-            MessageEvent(message_id=message_id, status=Status.SENT, detail=sender.name, at=now)
-        )
+    _record_sent(database, message_id, provider_id, sender.name, clock.now())
     return SendResult(message_id, "sent")
+
+
+def _record_sent(
+    database: Database, message_id: int, provider_id: str, sender: str, now: dt.datetime
+) -> None:
+    """Record that the provider accepted the message (three short statements, one commit)."""
+    params = {"row_id": message_id, "sid": provider_id, "sender": sender, "now": now}
+    with database.transaction() as session:
+        session.execute(_SENT_OUTBOX, params)
+        session.execute(_SENT_MESSAGE, params)
+        session.execute(_SENT_EVENT, params)
 
 
 def _pace(database: Database, message_id: int, clock: Clock, wait: float) -> SendResult:
@@ -239,6 +301,19 @@ def _fall_back_to_sms(database: Database, message_id: int, clock: Clock, reason:
         )
         log.info("outbox %s: WhatsApp window closed; falling back to SMS %s", message_id, sms.id)
         return SendResult(message_id, "fallback", fallback_id=sms.id)
+
+
+def due_now(
+    database: Database, now: dt.datetime, limit: int, exclude: Collection[int] = ()
+) -> list[int]:
+    """Return up to `limit` rows waiting for an attempt that is due now, oldest first.
+
+    Their jobs may still be queued behind the caller's: a worker with spare hands sends them now
+    (each is claimed as usual, so the job that comes later finds it sent and skips it).
+    """
+    params = {"now": now, "limit": limit, "exclude": list(exclude)}
+    with database.transaction() as session:
+        return list(session.scalars(_DUE_NOW, params))
 
 
 def due_items(database: Database, now: dt.datetime, limit: int = 500) -> list[int]:

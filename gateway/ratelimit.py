@@ -9,9 +9,10 @@ check atomic); without Redis, in the embedded default, it lives in the process.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,10 +49,26 @@ class Rate:
         return self.period / self.count
 
 
+def outbound_rate(environ: Mapping[str, str] = os.environ) -> Rate:
+    """Return the outbound pace per channel: OUTBOUND_SEGMENTS_PER_SECOND (default 10).
+
+    Bursts may use up to two seconds' worth of segments (20 at the default).
+    """
+    raw = environ.get("OUTBOUND_SEGMENTS_PER_SECOND", "").strip() or "10"
+    try:
+        per_second = float(raw)
+    except ValueError:
+        raise ValueError(f"OUTBOUND_SEGMENTS_PER_SECOND must be a number, not {raw!r}") from None
+    if not 0 < per_second < float("inf"):
+        raise ValueError(f"OUTBOUND_SEGMENTS_PER_SECOND must be above 0, not {raw!r}")
+    return Rate(count=per_second, period=1, burst=2 * per_second)
+
+
 # Defaults: a person types far slower than 20 messages a minute; a provider long code is paced
-# at 10 SMS segments a second (Twilio's per-number throughput is of that order).
+# at 10 SMS segments a second (Twilio's per-number throughput is of that order; raise it with
+# OUTBOUND_SEGMENTS_PER_SECOND for a short code or a number with more throughput).
 INBOUND_PER_PHONE = Rate(count=20, period=60, burst=10)
-OUTBOUND_PER_CHANNEL = Rate(count=10, period=1, burst=20)
+OUTBOUND_PER_CHANNEL = outbound_rate()
 
 
 class Limiter(Protocol):

@@ -10,6 +10,7 @@ from flows.messages import Inbound
 from gateway.dispatch import Dispatcher
 from gateway.inbound import Conversations, Received, receive
 from gateway.ratelimit import Limiter
+from ledger.log import Log
 from recpo.clock import Clock
 from recpo.config import Settings
 from recpo.db import Database
@@ -27,10 +28,14 @@ class Gateway:
     dispatcher: Dispatcher
     clock: Clock
     limiter: Limiter
+    log: Log
 
     def receive(self, inbound: Inbound) -> Received:
         """Handle one inbound message and hand its replies to the dispatcher after commit."""
         received = receive(self.database, self.conversations, inbound, self.limiter)
+        if received.ledger_appended:
+            # Group commit: whoever holds the sequencer's lock takes every queued entry.
+            self.log.sequence(self.database)
         if received.outbox:
             self.dispatcher.dispatch(received.outbox)
         return received

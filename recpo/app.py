@@ -57,8 +57,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         clock=overrides.get("CLOCK") or SystemClock(),
     )
     runtime.init_app(app)
-    app.extensions[ledger_api.EXTENSION_KEY] = build_log(runtime)
-    app.extensions[service.EXTENSION_KEY] = build_gateway(runtime, overrides.get("SENDERS"))
+    log = build_log(runtime)
+    app.extensions[ledger_api.EXTENSION_KEY] = log
+    app.extensions[service.EXTENSION_KEY] = build_gateway(runtime, log, overrides.get("SENDERS"))
     app.register_blueprint(health.bp)
     app.register_blueprint(ledger_api.bp)
     app.register_blueprint(metrics.bp)
@@ -89,7 +90,7 @@ def build_log(runtime: Runtime) -> Log:
 
 
 def build_gateway(
-    runtime: Runtime, senders: dict[Channel, Sender] | None = None
+    runtime: Runtime, log: Log, senders: dict[Channel, Sender] | None = None
 ) -> service.Gateway:
     """Build the gateway: RQ dispatch when Redis is configured, in-process sending otherwise."""
     if runtime.redis is not None:
@@ -100,7 +101,8 @@ def build_gateway(
     return service.Gateway(
         settings=runtime.settings,
         database=runtime.database,
-        conversations=Conversations(),
+        conversations=Conversations(ledger=log),
+        log=log,
         dispatcher=dispatcher,
         clock=runtime.clock,
         limiter=make_limiter(runtime.redis),

@@ -52,16 +52,6 @@ def header_key(text: str) -> str:
     return " ".join(words)
 
 
-def _choose_encoding(sample: bytes) -> str:
-    if sample.startswith(codecs.BOM_UTF8):
-        return "utf-8"
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
-    except UnicodeDecodeError:
-        return "latin-1"
-    return "utf-8"
-
-
 def _refuse_binary(sample: bytes, name: str) -> None:
     if sample.startswith(b"PK\x03\x04"):
         raise FileRefused(
@@ -100,7 +90,6 @@ class CsvTable:
         if not sample.strip():
             raise FileRefused(f"{name} is empty.")
         _refuse_binary(sample, name)
-        self.encoding = _choose_encoding(sample)
         self._lines = self._decoded_lines()
         header_line = next(self._lines, "")
         self.delimiter = max(";,\t", key=header_line.count)
@@ -128,13 +117,16 @@ class CsvTable:
             )
 
     def _decoded_lines(self) -> Iterator[str]:
+        # Each line on its own: UTF-8 when it is valid UTF-8, else Latin-1 (which decodes any
+        # byte). Deciding once for the whole file would turn every UTF-8 line of a mixed file
+        # into mojibake, header included. Latin-1 text is almost never valid UTF-8 by chance.
         first = True
         for raw in self._file:
             if first:
                 raw = raw.removeprefix(codecs.BOM_UTF8)
                 first = False
             try:
-                yield raw.decode(self.encoding)
+                yield raw.decode("utf-8")
             except UnicodeDecodeError:
                 yield raw.decode("latin-1")
 
@@ -143,15 +135,23 @@ class CsvTable:
         reader = csv.reader(self._lines, delimiter=self.delimiter, strict=True)
         width = len(self.header)
         while True:
+            # The line the next row starts on (the header was line 1); a quoted field may carry
+            # the row over several lines.
+            line = reader.line_num + 2
             try:
                 fields = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield Row(reader.line_num + 1, {}, [], f"unreadable CSV line: {exc}")
+                yield Row(line, {}, [], f"unreadable CSV line: {exc}")
                 continue
-            line = reader.line_num + 1  # the header was line 1
             if not fields or all(not f.strip() for f in fields):
+                continue
+            if any("\x00" in f for f in fields):
+                # Only the first SNIFF_BYTES were checked for binary content when opening.
+                shown = [f.replace("\x00", "\ufffd") for f in fields]
+                problem = "the line contains a NUL character: this part of the file is not text"
+                yield Row(line, {}, shown, problem)
                 continue
             if len(fields) < width or any(f.strip() for f in fields[width:]):
                 yield Row(line, {}, fields, f"expected {width} fields, found {len(fields)}")

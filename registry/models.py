@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import enum
 
 import sqlalchemy as sa
@@ -136,4 +137,100 @@ class ReinfoRegistration(Base):
     ubigeo: Mapped[str | None] = mapped_column(sa.String(6))
     status: Mapped[ReinfoStatus] = mapped_column(str_enum(ReinfoStatus, "status"))
     snapshot_date: Mapped[dt.date]
+    updated_at: Mapped[dt.datetime]
+
+
+class TransactionStatus(enum.StrEnum):
+    """Where a transaction is: proposed by one party, then confirmed or rejected by the other."""
+
+    PROPOSED = "proposed"
+    CONFIRMED = "confirmed"
+    DISPUTED = "disputed"  # the other party answered NO
+    EXPIRED = "expired"  # nobody answered in time
+    CANCELLED = "cancelled"  # withdrawn by the party who proposed it
+
+
+class Initiator(enum.StrEnum):
+    """Who declared the transaction first."""
+
+    BUYER = "buyer"  # COMPRA: the seller confirms
+    SELLER = "seller"  # VENTA: the buyer claims it with CODIGO and confirms
+
+
+class Transaction(Base):
+    """A purchase or sale of gold (or mercury, or ore) between a buyer and a seller."""
+
+    __tablename__ = "transactions"
+    __table_args__ = (
+        sa.Index(
+            "uq_transactions_open_code",
+            "code",
+            unique=True,
+            postgresql_where=sa.text("status = 'proposed'"),
+            sqlite_where=sa.text("status = 'proposed'"),
+        ),
+        sa.Index("ix_transactions_status_expires_at", "status", "expires_at"),
+        sa.Index("ix_transactions_buyer_id", "buyer_id"),
+        sa.Index("ix_transactions_seller_id", "seller_id"),
+        sa.Index("ix_transactions_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(6))
+    initiator: Mapped[Initiator] = mapped_column(str_enum(Initiator, "initiator"))
+    buyer_id: Mapped[int] = mapped_column(sa.ForeignKey("registrants.id"))
+    seller_id: Mapped[int] = mapped_column(sa.ForeignKey("registrants.id"))
+    seller_ruc: Mapped[str] = mapped_column(sa.String(11))
+    material: Mapped[str] = mapped_column(sa.String(20))
+    quantity: Mapped[decimal.Decimal] = mapped_column(sa.Numeric(18, 4))
+    unit: Mapped[str] = mapped_column(sa.String(4))
+    grade: Mapped[decimal.Decimal | None] = mapped_column(sa.Numeric(12, 4))
+    fine_gold_g: Mapped[decimal.Decimal | None] = mapped_column(sa.Numeric(18, 4))
+    price_pen: Mapped[decimal.Decimal] = mapped_column(sa.Numeric(16, 2))
+    department: Mapped[str | None] = mapped_column(sa.String(100))
+    province: Mapped[str | None] = mapped_column(sa.String(100))
+    district: Mapped[str | None] = mapped_column(sa.String(100))
+    ubigeo: Mapped[str | None] = mapped_column(sa.String(6))
+    status: Mapped[TransactionStatus] = mapped_column(
+        str_enum(TransactionStatus, "status"), default=TransactionStatus.PROPOSED
+    )
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    decided_at: Mapped[dt.datetime | None]
+    receipt_code: Mapped[str | None] = mapped_column(sa.String(16), unique=True)
+
+    buyer: Mapped[Registrant] = relationship(foreign_keys=[buyer_id])
+    seller: Mapped[Registrant] = relationship(foreign_keys=[seller_id])
+
+
+class FlagStatus(enum.StrEnum):
+    """Review state of a red flag in the console."""
+
+    OPEN = "open"
+    IN_REVIEW = "in_review"
+    RESOLVED = "resolved"
+    ESCALATED = "escalated"
+
+
+class RedFlag(Base):
+    """Something DGFM should look at: a refused attempt, a mercury trade, a dispute."""
+
+    __tablename__ = "red_flags"
+    __table_args__ = (
+        sa.Index("ix_red_flags_status_created_at", "status", "created_at"),
+        sa.Index("ix_red_flags_transaction_id", "transaction_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule: Mapped[str] = mapped_column(sa.String(20))  # e.g. R1, R7, DISPUTE
+    reason: Mapped[str] = mapped_column(sa.String(300))  # English, for the console
+    transaction_id: Mapped[int | None] = mapped_column(sa.ForeignKey("transactions.id"))
+    phone: Mapped[str | None] = mapped_column(sa.String(16))
+    document: Mapped[str | None] = mapped_column(sa.String(20))
+    evidence: Mapped[str] = mapped_column(sa.Text, default="{}")  # JSON
+    status: Mapped[FlagStatus] = mapped_column(
+        str_enum(FlagStatus, "status"), default=FlagStatus.OPEN
+    )
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]

@@ -74,6 +74,7 @@ class FailOnce(Conversations):
     """The real conversations, with the database connection cut the first time."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.cut = False
 
     def handle(self, session, inbound):

@@ -79,13 +79,13 @@ CASES = [
     ),
     Case(
         "a later step passes only the newest answer",
-        callback(text="1*6"),
+        callback(text="5*1"),
         200,
         "END ",
-        HELP,
-        before=(callback(), callback(text="1")),
-        inbound=((PHONE, "", f"{SID}:0"), (PHONE, "1", f"{SID}:1"), (PHONE, "6", f"{SID}:2")),
-        screens=(False, True, True),
+        ("Language saved",),
+        before=(callback(), callback(text="5")),
+        inbound=((PHONE, "", f"{SID}:0"), (PHONE, "5", f"{SID}:1"), (PHONE, "1", f"{SID}:2")),
+        screens=(False, False, True),
         conversations=(PHONE,),
     ),
     Case(
@@ -93,10 +93,10 @@ CASES = [
         "sessionId=ATUid_wire&serviceCode=%2A500%23&phoneNumber=%2B51987654321"
         "&networkCode=71606&text=2%2A%C2%A0VERIFICAR%E2%80%99%20%201234",
         200,
-        "END ",
-        HELP,
+        "CON ",
+        ("1 to 6", *MENU),  # not a menu option: the menu again
         inbound=((PHONE, "VERIFICAR' 1234", "ATUid_wire:2"),),
-        screens=(True,),
+        screens=(False,),
         conversations=(PHONE,),
     ),
     Case("another service code is not ours", callback(serviceCode="*501#"), 404, "unknown"),
@@ -161,14 +161,14 @@ CASES = [
         callback(sessionId="ATUid_again"),
         200,
         "CON ",
-        MENU,
-        before=(callback(), callback(text="1")),
+        ("Language?",),  # the question it was on when the session dropped
+        before=(callback(), callback(text="5")),
         inbound=(
             (PHONE, "", f"{SID}:0"),
-            (PHONE, "1", f"{SID}:1"),
+            (PHONE, "5", f"{SID}:1"),
             (PHONE, "", "ATUid_again:0"),
         ),
-        screens=(False, True, False),
+        screens=(False, False, False),
         conversations=(PHONE,),
     ),
     Case(
