@@ -15,8 +15,13 @@ transaction, and both parties get the same receipt code.
 
 from __future__ import annotations
 
+import datetime as dt
+
+from sqlalchemy.orm import Session
 from statemachine import State
 
+from flows.messages import Channel, Reply
+from flows.speech import Speaker
 from flows.turn import FlowMachine, Turn
 from ledger.receipts import format_code
 from recpo.i18n import N_
@@ -128,3 +133,19 @@ def claim(turn: Turn, code: str) -> Transaction | None:
         final=False,
     )
     return found
+
+
+EXPIRED_NOTICE = N_("Transaction %(code)s expired without an answer. Nothing was recorded.")
+
+
+def expire(session: Session, now: dt.datetime) -> list[Reply]:
+    """Expire unanswered transactions; return a notice for each party, in their language."""
+    notices = []
+    for transaction in transactions.expire_due(session, now):
+        for party in (transaction.buyer, transaction.seller):
+            phone = transactions.has_active_phone(session, party)
+            if phone is None:
+                continue
+            say = Speaker(party.language.value)
+            notices.append(Reply(phone, say(EXPIRED_NOTICE, code=transaction.code), Channel.SMS))
+    return notices

@@ -39,7 +39,7 @@ def main() -> None:
 
 def register_commands(app: Flask) -> None:
     """Attach every command group to `app.cli`."""
-    for command in (db, demo, serve, worker, registry, admin, ledger):
+    for command in (db, demo, serve, worker, simulate, registry, admin, ledger):
         app.cli.add_command(command)
 
 
@@ -169,6 +169,68 @@ def worker(burst: bool) -> None:
         rq_worker.work(with_scheduler=True, burst=burst)
     finally:
         stop.set()
+
+
+@click.command(help="A phone in the terminal: type as PHONE would, read the replies.")
+@click.argument("phone")
+@click.option("--channel", type=click.Choice(["sms", "ussd", "whatsapp"]), default="sms")
+@with_appcontext
+def simulate(phone: str, channel: str) -> None:
+    import uuid
+
+    import sqlalchemy as sa
+
+    from flows.messages import Channel, Inbound
+    from gateway.models import Message
+    from gateway.service import current_gateway
+    from gateway.text import normalise_inbound
+    from registry.identifiers import InvalidIdentifier, parse_phone
+
+    try:
+        phone = parse_phone(phone, region="PE")
+    except InvalidIdentifier as exc:
+        raise click.ClickException(str(exc)) from None
+    gateway = current_gateway()
+    medium = Channel(channel)
+    session_id = uuid.uuid4().hex[:12]
+    click.echo(f"{phone} on {medium.value}; messages are logged as simulated. Ctrl-D ends.")
+    if medium is Channel.USSD:
+        click.echo(f"(dialling {gateway.settings.ussd_service_code}; answer with digits)")
+    answers: list[str] = []
+    text = "" if medium is Channel.USSD else None
+    while True:
+        if text is None:
+            try:
+                text = click.prompt(">", prompt_suffix=" ", default="", show_default=False)
+            except click.Abort:
+                click.echo()
+                return
+            answers.append(text)
+        inbound = Inbound(
+            channel=medium,
+            phone=phone,
+            text=normalise_inbound(text),
+            provider_id=f"sim-{uuid.uuid4().hex}"
+            if medium is not Channel.USSD
+            else f"{session_id}:{len(answers)}",
+            received_at=gateway.clock.now(),
+            session_id=session_id if medium is Channel.USSD else None,
+            simulated=True,
+        )
+        received = gateway.receive(inbound)
+        if received.inline is not None:
+            prefix = "CON" if not received.inline.final else "END"
+            click.echo(f"< [{prefix}] {received.inline.text}")
+            if received.inline.final:
+                session_id, answers = uuid.uuid4().hex[:12], []
+                click.echo("(session ended; press Enter to dial again)")
+        with gateway.database.transaction() as session:
+            for message in session.scalars(
+                sa.select(Message).where(Message.id.in_(received.outbox)).order_by(Message.id)
+            ):
+                to = "" if message.phone == phone else f"(to {message.phone}) "
+                click.echo(f"< {to}{message.body}")
+        text = None
 
 
 # --- registry -------------------------------------------------------------------------------------
