@@ -22,6 +22,7 @@ from statemachine import State
 
 from flows.messages import Channel, Reply
 from flows.speech import Speaker
+from flows.trade import ANSWER_YES_NO, describe_goods, goods_data
 from flows.turn import FlowMachine, Turn
 from ledger.receipts import format_code
 from recpo.i18n import N_
@@ -104,15 +105,11 @@ class ClaimFlow(FlowMachine):
         decide(self.turn, found, reply == "yes")
 
     def ask_again(self, **_: object) -> None:
-        from flows.trade import ANSWER_YES_NO
-
         self.turn.reply(self.turn.say(ANSWER_YES_NO), final=False)
 
 
 def claim(turn: Turn, code: str) -> Transaction | None:
     """CODIGO <code>: show the transaction waiting for this phone's answer; return it if any."""
-    from flows.trade import describe_goods, goods_data
-
     if not (code.isascii() and code.isdigit() and len(code) == 6):
         turn.reply(turn.say(CODE_FORMAT))
         return None

@@ -34,6 +34,7 @@ from typing import Any
 from statemachine import State
 
 from flows import parsing
+from flows.keywords import Command, split_command
 from flows.messages import Choice
 from flows.turn import FlowMachine, Turn
 from recpo.i18n import N_
@@ -315,8 +316,6 @@ def _lot(data: dict[str, Any]):
 
 def yes_or_no(text: str) -> str:
     """Return "yes", "no" or "" for an answer to a SI/NO question (Quechua arí/manam too)."""
-    from flows.keywords import Command, split_command
-
     command, _ = split_command(text)
     if command is Command.YES or text.strip() == "1":
         return "yes"

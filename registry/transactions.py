@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from recpo.i18n import N_
-from registry.identifiers import Document, DocumentType
+from registry.identifiers import Document, DocumentType, dni_from_ruc, natural_person_ruc
 from registry.lookup import Standing, seller_standing
 from registry.models import (
     PhoneLink,
@@ -133,12 +133,8 @@ def _seller_registrant(session: Session, document: Document) -> Registrant | Non
     """Find the seller by the document given, or by its natural-person RUC / DNI twin."""
     candidates = [(document.type, document.number)]
     if document.type is DocumentType.DNI:
-        from registry.identifiers import natural_person_ruc
-
         candidates.append((DocumentType.RUC, natural_person_ruc(document.number)))
     elif document.type is DocumentType.RUC:
-        from registry.identifiers import dni_from_ruc
-
         dni = dni_from_ruc(document.number)
         if dni:
             candidates.append((DocumentType.DNI, dni))
