@@ -355,8 +355,9 @@ def describe_goods(say: Any, data: dict[str, Any]) -> str:
     quantity = f"{say.number(Decimal(data['quantity']))} {data['unit']}"
     if data.get("fine") is None:
         return say(GOODS_PLAIN, material=say.material(material), quantity=quantity)
-    unit = "‰" if material.grade_kind is GradeKind.FINENESS_PERMILLE else "g/t"
-    grade = f"{say.number(Decimal(data['grade']))} {unit}"
+    # Fineness as "850/1000": the per-mil sign is not in the SMS alphabet (GSM-7).
+    unit = "/1000" if material.grade_kind is GradeKind.FINENESS_PERMILLE else " g/t"
+    grade = f"{say.number(Decimal(data['grade']))}{unit}"
     return say(
         GOODS_WITH_FINE,
         material=say.material(material),

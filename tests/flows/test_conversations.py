@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 
+from flows import commands, confirm, engine, trade
 from flows.engine import Conversations
 from flows.messages import Channel, Inbound, Reply
 from flows.models import Conversation
+from flows.speech import Speaker
 from ledger import log as ledger_log
 from ledger.log import Log
 from ledger.note import Signer, generate_signer_key
-from ledger.receipts import normalise_code
+from ledger.receipts import format_code, normalise_code
+from registry import transactions
 from registry.demo import seed_demo
+from registry.identifiers import natural_person_ruc
+from registry.lookup import Standing
 from registry.models import (
     Language,
     PhoneLink,
@@ -32,6 +39,14 @@ PEDRO = "+51987000012"  # miner, DNI 41234567, VIGENTE
 ROSA = "+51987000013"  # miner, DNI 40000001, SUSPENDIDO
 STRANGER = "+51999888777"
 ORIGIN = "recpo.test/ledger"
+ES, QU = Speaker("es"), Speaker("qu")  # the buyers and strangers speak Spanish, Juana Quechua
+DORE = {"material": "dore", "quantity": "25.5", "unit": "g", "grade": "850", "fine": "21.68"}
+FORMAT_HELP = ES(
+    trade.ONE_LINE_FORMAT,
+    keyword="COMPRA",
+    party=ES.gettext("DNI/RUC"),
+    example="COMPRA 45678912 DORE 25.5G 850 5400",
+)
 
 
 class Phones:
@@ -83,17 +98,19 @@ def _code(text: str) -> str:
 
 
 def _receipt(text: str) -> str:
-    digits = text.split("Receipt ")[1].split(".")[0]
+    [digits] = set(re.findall(r"\b\d{4} \d{4} \d{4} \d{4}\b", text))  # shown twice
     return normalise_code(digits)
 
 
 class TestPurchase:
     def test_step_by_step_then_the_seller_confirms(self, phones, db_session, database, log):
-        assert "DNI or RUC" in phones.send(BUYER, "compra")[0].text
-        assert "Material" in phones.send(BUYER, "45.678.912")[0].text
-        assert "Quantity of gold dor" in phones.send(BUYER, "6")[0].text
-        assert "Fineness" in phones.send(BUYER, "25,5 g")[0].text
-        assert "price" in phones.send(BUYER, "850")[0].text
+        assert phones.send(BUYER, "compra")[0].text == ES(trade.ASK_SELLER)
+        assert phones.send(BUYER, "45.678.912")[0].text == ES(trade.ASK_MATERIAL)
+        assert phones.send(BUYER, "6")[0].text == ES(
+            trade.ASK_QUANTITY, material=ES.material("dore"), units="g, kg"
+        )
+        assert phones.send(BUYER, "25,5 g")[0].text == ES(trade.ASK_FINENESS)
+        assert phones.send(BUYER, "850")[0].text == ES(trade.ASK_PRICE)
         summary = phones.send(BUYER, "S/ 5 400")[0].text
         assert "25.5 g" in summary and "850" in summary and "21.68" in summary
         assert "5,400.00" in summary
@@ -108,7 +125,8 @@ class TestPurchase:
         replies = phones.send(JUANA, "Arí")
         assert {r.phone for r in replies} == {BUYER, JUANA}
         receipt = _receipt(phones.last_to(JUANA))
-        assert _receipt(phones.last_to(BUYER)) == receipt
+        assert phones.last_to(JUANA) == QU(confirm.CONFIRMED, receipt=format_code(receipt))
+        assert phones.last_to(BUYER) == ES(confirm.CONFIRMED, receipt=format_code(receipt))
         [transaction] = _transactions(db_session)
         assert transaction.status is TransactionStatus.CONFIRMED
         assert transaction.receipt_code == receipt
@@ -125,41 +143,59 @@ class TestPurchase:
 
         # Anyone can check the receipt.
         answer = phones.send(STRANGER, f"VERIFICAR {receipt}")[0].text
-        assert "gold dor" in answer and "ANANEA" in answer and "ledger entry 0" in answer
+        assert answer == ES(
+            commands.RECEIPT_FOUND,
+            code=format_code(receipt),
+            goods=f"{ES.material('dore')} 25.5 g",
+            date="30/11/2026",
+            region="ANANEA (PUNO)",
+            index=0,
+        )
 
     def test_one_line_entry_jumps_to_the_summary(self, phones):
         summary = phones.send(BUYER, "COMPRA 45678912 DORE 25.5G 850 5400")[0].text
-        assert "Purchase:" in summary and "21.68" in summary
+        assert "21.68" in summary
+        assert summary == ES(
+            trade.SUMMARY_PURCHASE,
+            goods=trade.describe_goods(ES, DORE),
+            price=ES.money(Decimal(5400)),
+            party="45678912",
+        )
         phones.send(BUYER, "SI")
         assert "SI " in phones.last_to(JUANA)
 
+    def test_a_line_with_a_word_missing_gets_the_format(self, phones, db_session):
+        assert phones.send(BUYER, "COMPRA 45678912 DORE 25.5G 850")[0].text == FORMAT_HELP
+        assert _transactions(db_session) == []
+
     @pytest.mark.parametrize(
-        ("line", "expected"),
+        ("line", "word"),
         [
-            ("COMPRA 45678912 DORE 25.5G 850", "Format: COMPRA"),
-            ("COMPRA 4567891 DORE 25.5G 850 5400", "2nd word"),
-            ("COMPRA 45678912 PLATA 25.5G 850 5400", "3rd word"),
-            ("COMPRA 45678912 DORE 25.5X 850 5400", "4th word"),
-            ("COMPRA 45678912 DORE 25.5G 1200 5400", "5th word"),
-            ("COMPRA 45678912 DORE 40KG 850 10", "6th word"),
+            ("COMPRA 4567891 DORE 25.5G 850 5400", 1),
+            ("COMPRA 45678912 PLATA 25.5G 850 5400", 2),
+            ("COMPRA 45678912 DORE 25.5X 850 5400", 3),
+            ("COMPRA 45678912 DORE 25.5G 1200 5400", 4),
+            ("COMPRA 45678912 DORE 40KG 850 10", 5),
         ],
     )
-    def test_a_malformed_line_names_the_wrong_word(self, phones, db_session, line, expected):
+    def test_a_malformed_line_names_the_wrong_word(self, phones, db_session, line, word):
         answer = phones.send(BUYER, line)[0].text
-        assert expected in answer
+        assert f"({ES.gettext(trade.TOKEN_NAMES[word])}) " in answer
+        assert answer.endswith(" " + FORMAT_HELP)
         assert _transactions(db_session) == []
 
     def test_suspended_seller_is_refused_and_flagged(self, phones, db_session):
         phones.send(BUYER, "COMPRA")
         answer = phones.send(BUYER, "40000001")[0].text
-        assert "SUSPENDED" in answer
+        reason = transactions.STANDING_REASONS[Standing.SUSPENDED]
+        assert answer == ES(reason, ruc=natural_person_ruc("40000001"))
         flags = db_session.scalars(sa.select(RedFlag)).all()
         assert [f.rule for f in flags] == ["R1"]
         assert _transactions(db_session) == []
 
     def test_a_phone_that_is_not_a_buyer_is_told_at_once(self, phones):
-        assert "not registered to an active buyer" in phones.send(STRANGER, "COMPRA")[0].text
-        assert "not registered to an active buyer" in phones.send(JUANA, "COMPRA")[0].text
+        assert phones.send(STRANGER, "COMPRA")[0].text == ES(transactions.NOT_A_BUYER)
+        assert phones.send(JUANA, "COMPRA")[0].text == QU(transactions.NOT_A_BUYER)
 
     def test_mercury_is_accepted_and_flagged(self, phones, db_session):
         phones.send(BUYER, "COMPRA 45678912 MERCURIO 2kg - 900")
@@ -174,12 +210,14 @@ class TestPurchase:
         phones.send(JUANA, f"NO {code}")
         [transaction] = _transactions(db_session)
         assert transaction.status is TransactionStatus.DISPUTED
-        assert "rejected" in phones.last_to(BUYER)
+        assert phones.last_to(JUANA) == QU(confirm.REJECTED_BY_YOU, code=code)
+        rejected = ES(confirm.REJECTED_BY_OTHER, name="Juana Quispe Mamani", code=code)
+        assert phones.last_to(BUYER) == rejected
         assert db_session.scalars(sa.select(RedFlag.rule)).all() == ["DISPUTE"]
 
     def test_cancel_at_the_summary_records_nothing(self, phones, db_session):
         phones.send(BUYER, "COMPRA 45678912 DORE 25.5G 850 5400")
-        assert "Cancelled" in phones.send(BUYER, "manam")[0].text
+        assert phones.send(BUYER, "manam")[0].text == ES(trade.CANCELLED)
         assert _transactions(db_session) == []
 
     def test_a_bad_answer_is_explained_and_the_question_stays(self, phones):
@@ -187,8 +225,9 @@ class TestPurchase:
         phones.send(BUYER, "45678912")
         phones.send(BUYER, "6")
         answer = phones.send(BUYER, "-3 g")[0].text
-        assert "Quantity" not in answer  # an explanation, not the next question
-        assert "Fineness" in phones.send(BUYER, "25.5")[0].text
+        # An explanation, not the next question.
+        assert answer == ES("%(value)s is negative; enter a number greater than zero.", value="-3")
+        assert phones.send(BUYER, "25.5")[0].text == ES(trade.ASK_FINENESS)
 
 
 class TestSale:
@@ -199,10 +238,16 @@ class TestSale:
         phones.send(PEDRO, "2 t")
         phones.send(PEDRO, "12 g/t")
         summary = phones.send(PEDRO, "8000")[0].text
-        assert "Sale:" in summary and "24" in summary  # 2 t at 12 g/t: 24 g fine gold
-        code = _code(phones.send(PEDRO, "SI")[0].text)
+        ore = {"material": "ore", "quantity": "2", "unit": "t", "grade": "12", "fine": "24"}
+        assert "24" in summary  # 2 t at 12 g/t: 24 g fine gold
+        goods, price = trade.describe_goods(ES, ore), ES.money(Decimal(8000))
+        assert summary == ES(trade.SUMMARY_SALE, goods=goods, price=price, party="20131312955")
+        declared = phones.send(PEDRO, "SI")[0].text
+        code = _code(declared)
+        assert declared == ES(trade.SALE_DECLARED, code=code, hours=48)
         claim = phones.send(BUYER, f"CODIGO {code}")[0].text
-        assert "Pedro" in claim
+        seller = "Pedro Huamán Condori"
+        assert claim == ES(confirm.CLAIM_SUMMARY, seller=seller, goods=goods, price=price)
         replies = phones.send(BUYER, "SI")
         assert {r.phone for r in replies} == {BUYER, PEDRO}
         [transaction] = _transactions(db_session)
@@ -210,32 +255,33 @@ class TestSale:
 
     def test_sale_to_an_unknown_buyer_is_refused_at_once(self, phones):
         phones.send(PEDRO, "VENTA")
-        assert "not a registered buyer" in phones.send(PEDRO, "20295613620")[0].text
+        answer = phones.send(PEDRO, "20295613620")[0].text
+        assert answer == ES(transactions.BUYER_UNKNOWN, ruc="20295613620")
 
     def test_the_miner_cannot_confirm_their_own_sale(self, phones):
         phones.send(PEDRO, "VENTA 20131312955 DORE 10G 900 2500")
         code = _code(phones.send(PEDRO, "SI")[0].text)
-        assert "not waiting for this phone" in phones.send(PEDRO, f"SI {code}")[0].text
+        assert phones.send(PEDRO, f"SI {code}")[0].text == ES(transactions.NOT_YOURS, code=code)
 
 
 class TestGrammar:
     def test_unknown_input_gets_a_short_help(self, phones):
-        assert "AYUDA" in phones.send(STRANGER, "hola")[0].text
+        assert phones.send(STRANGER, "hola")[0].text == ES(commands.UNKNOWN)
 
     def test_a_keyword_starts_over(self, phones):
         phones.send(BUYER, "COMPRA")
         phones.send(BUYER, "45678912")
-        assert "DNI or RUC" in phones.send(BUYER, "COMPRA")[0].text
+        assert phones.send(BUYER, "COMPRA")[0].text == ES(trade.ASK_SELLER)
 
     def test_salir_abandons(self, phones, db_session):
         phones.send(BUYER, "COMPRA")
-        assert "Ended" in phones.send(BUYER, "SALIR")[0].text
+        assert phones.send(BUYER, "SALIR")[0].text == ES(commands.ENDED)
         assert db_session.get(Conversation, BUYER).flow is None
 
     def test_conversations_expire_after_inactivity(self, phones):
         phones.send(BUYER, "COMPRA")
         phones.clock.advance(dt.timedelta(minutes=31))
-        assert "AYUDA" in phones.send(BUYER, "45678912")[0].text
+        assert phones.send(BUYER, "45678912")[0].text == ES(commands.UNKNOWN)
 
     def test_idioma_is_remembered_on_the_registrant(self, phones, db_session):
         phones.send(PEDRO, "IDIOMA")
@@ -247,14 +293,15 @@ class TestGrammar:
         assert pedro.language is Language.QUECHUA
 
     def test_alta_asks_for_approval_and_grants_nothing(self, phones, db_session):
-        assert "DGFM will review" in phones.send(STRANGER, "ALTA 40000001")[0].text
+        assert phones.send(STRANGER, "ALTA 40000001")[0].text == ES(commands.ALTA_RECEIVED)
         link = db_session.scalars(sa.select(PhoneLink).where(PhoneLink.phone == STRANGER)).one()
         assert link.state is PhoneLinkState.PENDING
-        assert "not registered to an active buyer" in phones.send(STRANGER, "COMPRA")[0].text
+        assert phones.send(STRANGER, "COMPRA")[0].text == ES(transactions.NOT_A_BUYER)
 
     def test_verify_typo_and_unknown(self, phones):
-        assert "mistyped" in phones.send(STRANGER, "VERIFICAR 1234 5678 9012 3456")[0].text
-        assert "16 digits" in phones.send(STRANGER, "VERIFICAR 12")[0].text
+        typo = phones.send(STRANGER, "VERIFICAR 1234 5678 9012 3456")[0].text
+        assert typo == ES(commands.RECEIPT_TYPO, code="1234 5678 9012 3456")
+        assert phones.send(STRANGER, "VERIFICAR 12")[0].text == ES(commands.RECEIPT_MALFORMED)
 
 
 class TestUssd:
@@ -265,7 +312,7 @@ class TestUssd:
         menu = self._ussd(phones, BUYER, "s1", "")
         assert not menu.final
         first = menu.choices[0]
-        assert (first.id, first.title) == ("1", "Register purchase")
+        assert (first.id, first.title) == ("1", ES(engine.USSD_OPTIONS[0]))
         self._ussd(phones, BUYER, "s1", "1")
         self._ussd(phones, BUYER, "s1", "45678912")
         self._ussd(phones, BUYER, "s1", "6")

@@ -6,12 +6,15 @@ import datetime as dt
 
 import sqlalchemy as sa
 
+from flows import commands
 from flows.engine import Conversations
 from flows.messages import Channel, Choice, Inbound, Reply
-from gateway import outbox
+from gateway import optout, outbox
 from gateway.inbound import receive
 from gateway.models import Direction, Message, OptOut, OutboxItem, OutboxState, Status
 from gateway.senders import RecordingSender, WindowClosedError
+from gateway.text import fold_for_sms
+from recpo.i18n import DEFAULT_LOCALE, translate
 
 PHONE = "+51987000011"
 OTHER = "+51987000012"
@@ -19,6 +22,11 @@ OTHER = "+51987000012"
 
 def _in(clock, text: str, n: int, channel: Channel = Channel.SMS, phone: str = PHONE) -> Inbound:
     return Inbound(channel, phone, text, f"M{n}", clock.now())
+
+
+def _said(message: str) -> str:
+    """`message` as an SMS to a phone of unknown language: Spanish, folded."""
+    return fold_for_sms(translate(DEFAULT_LOCALE, message))
 
 
 def _replies(session, phone: str = PHONE) -> list[Message]:
@@ -35,17 +43,18 @@ class TestOptOut:
     def test_baja_confirms_once_then_silence_until_alta(self, database, db_session, clock):
         received = receive(database, Conversations(), _in(clock, "BAJA", 1))
         assert len(received.outbox) == 1
-        assert "ALTA" in db_session.get(Message, received.outbox[0]).body
+        assert db_session.get(Message, received.outbox[0]).body == _said(optout.OPTED_OUT)
         assert db_session.get(OptOut, PHONE) is not None
         # Anything else gets one reminder, not a conversation.
         reminder = receive(database, Conversations(), _in(clock, "COMPRA", 2))
         assert len(reminder.outbox) == 1
-        assert "ALTA" in db_session.get(Message, reminder.outbox[0]).body
+        assert db_session.get(Message, reminder.outbox[0]).body == _said(optout.STILL_OPTED_OUT)
         back = receive(database, Conversations(), _in(clock, "alta", 3))
         assert len(back.outbox) == 1
+        assert db_session.get(Message, back.outbox[0]).body == _said(optout.OPTED_IN)
         assert db_session.get(OptOut, PHONE) is None
         normal = receive(database, Conversations(), _in(clock, "hola", 4))
-        assert "COMPRA" in db_session.get(Message, normal.outbox[0]).body
+        assert db_session.get(Message, normal.outbox[0]).body == _said(commands.UNKNOWN)
 
     def test_stop_words_count_only_alone(self, database, db_session, clock):
         receive(database, Conversations(), _in(clock, "para mi hermano", 1))

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flows.engine import Conversations
 from flows.messages import Channel, Inbound
 from gateway import outbox
-from gateway.inbound import receive
+from gateway.inbound import SLOW_DOWN, receive
 from gateway.models import Direction, Message
 from gateway.ratelimit import (
     INBOUND_PER_PHONE,
@@ -19,6 +19,8 @@ from gateway.ratelimit import (
     RedisLimiter,
 )
 from gateway.senders import RecordingSender
+from gateway.text import fold_for_sms
+from recpo.i18n import DEFAULT_LOCALE, translate
 
 PHONE = "+51987000011"
 
@@ -77,7 +79,7 @@ class TestInboundLimit:
         # Each handled message gets the help reply; the first refused one gets one notice.
         assert handled == [1] * allowed + [1, 0, 0]
         notice = db_session.get(Message, results[allowed].outbox[0])
-        assert "too many messages" in notice.body
+        assert notice.body == fold_for_sms(translate(DEFAULT_LOCALE, SLOW_DOWN))
         inbound = db_session.scalar(
             sa.select(sa.func.count()).select_from(Message).where(Message.direction == Direction.IN)
         )

@@ -9,11 +9,14 @@ from dataclasses import dataclass
 import pytest
 import sqlalchemy as sa
 
+from flows import commands, engine
 from flows.messages import Channel, Reply
 from flows.models import Conversation
+from gateway.channels import ussd
 from gateway.channels.ussd import answers, fit_screen, render_screen
 from gateway.models import Direction, Message, OutboxItem, Status
 from gateway.text import fits_ussd, fold_for_sms, ussd_length
+from recpo.i18n import DEFAULT_LOCALE, translate
 
 PHONE = "+51987654321"
 OTHER_PHONE = "+51912345678"
@@ -52,9 +55,14 @@ class Case:
     conversations: tuple[str, ...] = ()  # phones with a conversation row
 
 
+def screen(message: str) -> str:
+    """`message` as a phone of unknown language sees it on the screen (Spanish, folded)."""
+    return fold_for_sms(translate(DEFAULT_LOCALE, message))
+
+
 SID = "ATUid_0a1b2c3d"
-MENU = ("\n1 ", "\n6 ")  # the root menu: numbered options 1 to 6
-HELP = ("COMPRA", "VENTA")
+MENU = ("\n1 ", "\n6 ", "\n1 " + screen(engine.USSD_OPTIONS[0]))  # the root menu: options 1-6
+HELP = (screen(commands.HELP), "COMPRA", "VENTA")
 
 CASES = [
     Case(
@@ -82,7 +90,7 @@ CASES = [
         callback(text="5*1"),
         200,
         "END ",
-        ("Language saved",),
+        (screen(commands.LANGUAGE_SET),),
         before=(callback(), callback(text="5")),
         inbound=((PHONE, "", f"{SID}:0"), (PHONE, "5", f"{SID}:1"), (PHONE, "1", f"{SID}:2")),
         screens=(False, False, True),
@@ -94,7 +102,7 @@ CASES = [
         "&networkCode=71606&text=2%2A%C2%A0VERIFICAR%E2%80%99%20%201234",
         200,
         "CON ",
-        ("1 to 6", *MENU),  # not a menu option: the menu again
+        (screen(engine.USSD_BAD_OPTION), *MENU),  # not a menu option: the menu again
         inbound=((PHONE, "VERIFICAR' 1234", "ATUid_wire:2"),),
         screens=(False,),
         conversations=(PHONE,),
@@ -139,7 +147,7 @@ CASES = [
         callback(phoneNumber=OTHER_PHONE, text="6"),
         200,
         "END ",
-        ("another phone",),
+        (screen(ussd.OTHER_PHONE),),
         before=(callback(),),
         inbound=((PHONE, "", f"{SID}:0"),),
         screens=(False,),
@@ -150,7 +158,7 @@ CASES = [
         callback(phoneNumber=OTHER_PHONE),
         200,
         "END ",
-        ("another phone",),
+        (screen(ussd.OTHER_PHONE),),
         before=(callback(),),
         inbound=((PHONE, "", f"{SID}:0"),),
         screens=(False,),
@@ -161,7 +169,7 @@ CASES = [
         callback(sessionId="ATUid_again"),
         200,
         "CON ",
-        ("Language?",),  # the question it was on when the session dropped
+        (screen(commands.ASK_LANGUAGE),),  # the question it was on when the session dropped
         before=(callback(), callback(text="5")),
         inbound=(
             (PHONE, "", f"{SID}:0"),

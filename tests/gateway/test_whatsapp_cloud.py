@@ -27,6 +27,7 @@ from flows.messages import Channel, Choice
 from gateway.channels.whatsapp_cloud import (
     API_VERSION,
     DEFAULT_API_URL,
+    LIST_BUTTON,
     MetaSender,
     StatusUpdate,
     parse,
@@ -47,6 +48,7 @@ from recpo.app import create_app
 from recpo.clock import FixedClock
 from recpo.config import Settings
 from recpo.db import Database
+from recpo.i18n import DEFAULT_LOCALE, translate
 from tests.conftest import NOW
 from tests.fakes import graph_api as meta
 from tests.fakes.graph_api import FakeGraphAPI
@@ -535,7 +537,7 @@ def _list_request(body: str, *rows: tuple[str, str]) -> dict[str, Any]:
             "type": "list",
             "body": {"text": body},
             "action": {
-                "button": "Options",
+                "button": translate(DEFAULT_LOCALE, LIST_BUTTON),
                 "sections": [{"rows": [{"id": i, "title": t} for i, t in rows]}],
             },
         },
