@@ -19,6 +19,7 @@ from ledger.entries import parse_entry
 from ledger.log import LedgerError, Log, NotFound
 from ledger.models import Entry
 from ledger.note import NoteError, open_checkpoint
+from ledger.proofs import build_proof
 from ledger.receipts import CodeStatus, check_code, format_code
 from recpo.runtime import current_runtime, request_session
 
@@ -158,6 +159,29 @@ def receipt(code: str) -> ResponseReturnValue:
     if wants_json:
         return jsonify(result), status
     return render_template("receipt.html", receipt=result), status
+
+
+@bp.get("/r/<code>/proof")
+def receipt_proof(code: str) -> ResponseReturnValue:
+    """Serve the offline proof bundle (C2SP tlog-proof) of a receipt."""
+    checked = check_code(code)
+    if not checked.ok:
+        return _problem(400, "not a valid receipt code")
+    session = request_session()
+    found = ledger_log.find_receipt(session, checked.code)
+    if not isinstance(found, Entry):
+        return _problem(404, "no such receipt in the ledger yet")
+    head = _head()
+    if found.idx >= head.size:
+        return _problem(404, "the receipt is not in a signed checkpoint yet; try again shortly")
+    path = ledger_log.inclusion_proof(session, found.idx, head.size)
+    bundle = build_proof(bytes(found.entry), found.idx, path, head.note)
+    filename = f"receipt-{checked.code}.tlog-proof"
+    return Response(
+        bundle,
+        content_type="text/plain; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 _RECEIPT_STATUS = {

@@ -25,7 +25,12 @@ def _create_app(*_args: Any) -> Flask:
 
 
 def main() -> None:
-    """Run the `recpo` command."""
+    """Run the `recpo` command.
+
+    The groups are added to the command itself (not only to the app's CLI), so a command that
+    needs no application — `recpo ledger check-proof` — runs without building one: no instance
+    folder, no database.
+    """
     cli = FlaskGroup(
         name="recpo",
         create_app=_create_app,
@@ -34,12 +39,14 @@ def main() -> None:
         set_debug_flag=False,
         help="RECPO Gateway: registry of gold traders and processors.",
     )
+    for command in COMMANDS:
+        cli.add_command(command)
     cli.main(prog_name="recpo")
 
 
 def register_commands(app: Flask) -> None:
     """Attach every command group to `app.cli`."""
-    for command in (db, demo, serve, worker, simulate, registry, admin, ledger):
+    for command in COMMANDS:
         app.cli.add_command(command)
 
 
@@ -396,6 +403,33 @@ def ledger_verify() -> None:
     click.echo(f"ledger valid: {report.entries} entries, {report.checkpoints} checkpoints")
 
 
+@ledger.command(
+    "check-proof", help="Verify a receipt's proof bundle offline (no network, no database)."
+)
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--key", "keys", multiple=True, required=True, help="The log's verifier key (text).")
+def ledger_check_proof(file: Any, keys: tuple[str, ...]) -> None:
+    import json
+
+    from ledger.entries import parse_entry
+    from ledger.note import Verifier
+    from ledger.proofs import ProofError, check_proof
+
+    try:
+        verifiers = [Verifier.from_text(k.strip()) for k in keys]
+    except ValueError as exc:
+        raise click.ClickException(f"--key: {exc}") from None
+    try:
+        checked = check_proof(file.read(), verifiers)
+    except ProofError as exc:
+        raise click.ClickException(f"proof NOT valid: {exc}") from None
+    click.echo(
+        f"proof valid: entry {checked.index} is in {checked.checkpoint.origin} "
+        f"at tree size {checked.checkpoint.size}"
+    )
+    click.echo(json.dumps(parse_entry(checked.entry)["body"], ensure_ascii=False, indent=2))
+
+
 # --- admin ----------------------------------------------------------------------------------------
 
 
@@ -424,3 +458,6 @@ def create_user_command(name: str, role: str) -> None:
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"created {user.role.value} {user.name!r}")
+
+
+COMMANDS = (db, demo, serve, worker, simulate, registry, admin, ledger)
