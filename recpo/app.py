@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Flask
 
+from admin import views as admin_views
 from flows.engine import Conversations
 from flows.messages import Channel
 from gateway import ledger_api, metrics, service
@@ -63,6 +64,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(ledger_api.bp)
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(admin_views.bp)
     for channel in (twilio, whatsapp_cloud, ussd):
         app.register_blueprint(channel.bp)
 

@@ -19,6 +19,12 @@ if [ "${1:-}" = "--bench" ]; then
     exit 0
 fi
 
+# The console's browser tests drive the distribution's Chromium (Playwright never downloads one).
+if [ ! -x /usr/bin/chromium ]; then
+    _apt_install chromium \
+        || echo "test: /usr/bin/chromium missing; browser tests skip here and fail on CI" >&2
+fi
+
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 exec "$VENV_PYTHON" -m pytest "$@"

@@ -1,0 +1,106 @@
+"""Signing in and out, and the console's home page."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import flash, g, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+
+from admin import audit, csrf
+from admin.auth import SignInRefused, authenticate, end_session, start_session
+from admin.i18n import SESSION_KEY as LANGUAGE_KEY
+from admin.views.common import (
+    SESSION_TOKEN,
+    bp,
+    capped_count,
+    now,
+    safe_next,
+    throttle,
+)
+from gateway.ledger_api import current_log
+from ledger import log as ledger_log
+from recpo.runtime import current_runtime, request_session
+from registry.models import FlagStatus, PhoneLink, PhoneLinkState, RedFlag
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    """The sign-in form; on success, a fresh session and a fresh CSRF token."""
+    target = safe_next(request.values.get("next"))
+    if request.method == "GET":
+        if g.user is not None:
+            return redirect(target)
+        return render_template("admin/login.html", next=target)
+    name = request.form.get("name", "").strip().lower()[:80]
+    runtime = current_runtime()
+    try:
+        user = authenticate(
+            runtime.database,
+            throttle(),
+            name,
+            request.form.get("password", ""),
+            request.remote_addr or "-",
+            now(),
+        )
+    except SignInRefused as exc:
+        with runtime.database.transaction() as db:
+            audit.record(db, "login.refused", "user", name, user_name=name, throttled=exc.throttled)
+        if exc.throttled:
+            message = _("Too many failed attempts. Wait 15 minutes and try again.")
+            status = 429
+        else:
+            message = _("Wrong user name or password.")
+            status = 401
+        flash(message, "error")
+        return render_template("admin/login.html", next=target, name=name), status
+    language = session.get(LANGUAGE_KEY)
+    session.clear()  # nothing from before signing in survives it (session fixation)
+    if language:
+        session[LANGUAGE_KEY] = language
+    with runtime.database.transaction() as db:
+        session[SESSION_TOKEN] = start_session(db, user, now())
+        audit.record(db, "login", "user", user.id, user=user)
+    csrf.rotate()
+    return redirect(target)
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    """End the session on the server and forget the cookie."""
+    token = session.get(SESSION_TOKEN)
+    with current_runtime().database.transaction() as db:
+        if token:
+            end_session(db, token, now())
+        audit.record(db, "logout", "user", g.user.id)
+    language = session.get(LANGUAGE_KEY)
+    session.clear()
+    if language:
+        session[LANGUAGE_KEY] = language
+    flash(_("You have signed out."), "info")
+    return redirect(url_for("admin.login"))
+
+
+@bp.get("/")
+def home() -> ResponseReturnValue:
+    """What needs attention: open flags, pending phone links, the ledger's head."""
+    db = request_session()
+    open_flags = capped_count(db, sa.select(RedFlag.id).where(RedFlag.status == FlagStatus.OPEN))
+    escalated = capped_count(
+        db, sa.select(RedFlag.id).where(RedFlag.status == FlagStatus.ESCALATED)
+    )
+    pending_links = capped_count(
+        db, sa.select(PhoneLink.id).where(PhoneLink.state == PhoneLinkState.PENDING)
+    )
+    try:
+        head = ledger_log.latest_checkpoint(db)
+    except ledger_log.NotFound:
+        head = None
+    return render_template(
+        "admin/home.html",
+        open_flags=open_flags,
+        escalated=escalated,
+        pending_links=pending_links,
+        head=head,
+        verifier_key=current_log().signer.verifier_text(),
+    )
