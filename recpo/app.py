@@ -13,7 +13,7 @@ from flask import Flask
 from admin import views as admin_views
 from flows.engine import Conversations
 from flows.messages import Channel
-from gateway import ledger_api, metrics, service
+from gateway import ledger_api, metrics, partner_api, service
 from gateway.channels import twilio, ussd, whatsapp_cloud
 from gateway.dispatch import InProcessDispatcher, RQDispatcher
 from gateway.ratelimit import make_limiter
@@ -65,6 +65,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(ledger_api.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(admin_views.bp)
+    app.register_blueprint(partner_api.bp)
     for channel in (twilio, whatsapp_cloud, ussd):
         app.register_blueprint(channel.bp)
 
