@@ -117,3 +117,26 @@ CONSOLE_INDEXES = (
     sa.Index("ix_red_flags_status_id", RedFlag.__table__.c.status, RedFlag.__table__.c.id),
     sa.Index("ix_red_flags_rule_id", RedFlag.__table__.c.rule, RedFlag.__table__.c.id),
 )
+
+
+class LedgerVerification(Base):
+    """One run of `verify_log` started from the console's ledger page.
+
+    The run itself happens in a background thread of whichever web process was asked; keeping its
+    state here lets every web process show it. `updated_at` is the run's heartbeat (written as
+    entries are checked): a run whose heartbeat stops was lost with its process.
+    `ok` is True (valid), False (a problem was found) or None with `finished_at` set (the run
+    could not finish; `problem` says why).
+    """
+
+    __tablename__ = "ledger_verifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[dt.datetime]
+    started_by: Mapped[str] = mapped_column(sa.String(80))
+    updated_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]
+    entries: Mapped[int | None] = mapped_column(sa.BigInteger)
+    checkpoints: Mapped[int | None] = mapped_column(sa.BigInteger)
+    ok: Mapped[bool | None]
+    problem: Mapped[str | None] = mapped_column(sa.Text)

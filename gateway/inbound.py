@@ -137,7 +137,7 @@ def _opt_out_step(session: Session, inbound: Inbound) -> tuple[list[Reply], bool
     language for replies it does not make.
     """
     if optout.first_word(inbound.text) not in optout.STOP_WORDS:
-        opted_out = session.scalar(
+        opted_out = session.connection().scalar(
             _statements(_dialect(session)).opted_out, {"phone": inbound.phone}
         )
         if opted_out is None:
@@ -284,7 +284,7 @@ def _log_inbound(session: Session, inbound: Inbound) -> int | None:
         "created_at": now,
         "updated_at": now,
     }
-    return session.scalar(_statements(_dialect(session)).log_inbound, params)
+    return session.connection().scalar(_statements(_dialect(session)).log_inbound, params)
 
 
 def _duplicate(session: Session, inbound: Inbound) -> Received:
@@ -381,10 +381,11 @@ def _log_outbound(
     statements = _statements(_dialect(session))
     if statements.log_reply is not None:
         statement = statements.log_reply_queued if queue else statements.log_reply
-        return session.execute(statement, values).scalar_one(), body
-    message_id = session.execute(statements.insert_message, values).scalar_one()
+        return session.connection().execute(statement, values).scalar_one(), body
+    connection = session.connection()
+    message_id = connection.execute(statements.insert_message, values).scalar_one()
     values["message_id"] = message_id
-    session.execute(statements.insert_event, values)
+    connection.execute(statements.insert_event, values)
     if queue:
-        session.execute(statements.insert_outbox, values)
+        connection.execute(statements.insert_outbox, values)
     return message_id, body

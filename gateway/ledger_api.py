@@ -21,10 +21,12 @@ from ledger.models import Entry
 from ledger.note import NoteError, open_checkpoint
 from ledger.proofs import build_proof
 from ledger.receipts import CodeStatus, check_code, format_code
+from ledger.witnesses import cosigned_note
 from recpo.runtime import current_runtime, request_session
 
 bp = Blueprint("ledger_api", __name__, template_folder="templates")
 EXTENSION_KEY = "recpo.ledger"
+WITNESSES_KEY = "recpo.ledger.witnesses"
 
 
 def current_log() -> Log:
@@ -57,10 +59,12 @@ def _head() -> ledger_log.TreeHead:
 
 @bp.get("/ledger/checkpoint")
 def checkpoint() -> ResponseReturnValue:
-    """Serve the newest signed checkpoint (C2SP tlog-checkpoint signed note)."""
+    """Serve the newest signed checkpoint (C2SP tlog-checkpoint), with witnesses' cosignatures."""
     head = _head()
     return Response(
-        head.note, content_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-cache"}
+        cosigned_note(request_session(), head),
+        content_type="text/plain; charset=utf-8",
+        headers={"Cache-Control": "no-cache"},
     )
 
 
@@ -175,7 +179,9 @@ def receipt_proof(code: str) -> ResponseReturnValue:
     if found.idx >= head.size:
         return _problem(404, "the receipt is not in a signed checkpoint yet; try again shortly")
     path = ledger_log.inclusion_proof(session, found.idx, head.size)
-    bundle = build_proof(bytes(found.entry), found.idx, path, head.note)
+    bundle = build_proof(
+        bytes(found.entry), found.idx, path, cosigned_note(request_session(), head)
+    )
     filename = f"receipt-{checked.code}.tlog-proof"
     return Response(
         bundle,

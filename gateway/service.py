@@ -11,6 +11,7 @@ from gateway.dispatch import Dispatcher
 from gateway.inbound import Conversations, Received, receive
 from gateway.ratelimit import Limiter
 from ledger.log import Log
+from ledger.witnesses import BackgroundSubmitter
 from recpo.clock import Clock
 from recpo.config import Settings
 from recpo.db import Database
@@ -29,13 +30,14 @@ class Gateway:
     clock: Clock
     limiter: Limiter
     log: Log
+    witnesses: BackgroundSubmitter
 
     def receive(self, inbound: Inbound) -> Received:
         """Handle one inbound message and hand its replies to the dispatcher after commit."""
         received = receive(self.database, self.conversations, inbound, self.limiter)
-        if received.ledger_appended:
-            # Group commit: whoever holds the sequencer's lock takes every queued entry.
-            self.log.sequence(self.database)
+        # Group commit: whoever holds the sequencer's lock takes every queued entry.
+        if received.ledger_appended and self.log.sequence(self.database):
+            self.witnesses.kick()
         if received.outbox:
             self.dispatcher.dispatch(received.outbox)
         return received

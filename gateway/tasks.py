@@ -1,7 +1,17 @@
-"""RQ jobs (run by `recpo worker`): send outbox rows, re-dispatch rows whose job was lost."""
+"""RQ jobs (run by `recpo worker`): send outbox rows, re-dispatch rows whose job was lost.
+
+One worker process sends on a small thread pool: the wait for the provider's answer, not our CPU,
+is what a send costs. A job returns once its own rows are handled (sent, retried later, paced or
+given up), as before. While it runs, the pool also takes on other rows that are due now, whose
+jobs are still queued behind it; each such row is claimed like any other, so it is sent once, and
+its job later finds it sent (or still in flight, and waits for it) instead of sending it again.
+Without a connection pool (a database bound to one connection, as in tests) or with senders
+handed in, rows go one at a time in the job's own thread.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from collections import OrderedDict
@@ -21,18 +31,17 @@ from recpo.runtime import Runtime
 
 log = logging.getLogger(__name__)
 BATCH = 100
-# A job sends its own rows and, with spare hands, up to this many other rows that are due now
-# (their own jobs, still queued, then find them sent and skip them without a database query).
-DRAIN = 32
-# Sends in flight at once in one worker process: the provider's answer, not our CPU, is the wait.
+# Sends in flight at once in one worker process.
 SEND_THREADS = 8
-# Rows this process sent: later jobs for them skip at once.
+# Rows one process holds in flight or waiting for a thread: beyond its jobs' own rows, it takes on
+# rows that are due now only up to this many (and only when a whole round of threads is free).
+IN_FLIGHT = 2 * SEND_THREADS
+# Rows this process sent: later jobs for them skip at once, without a query.
 REMEMBER = 100_000
-_FINAL = frozenset({"sent"})  # a sent row never needs sending again
 
 
-class _Finished:
-    """The most recent `size` outbox rows this process finished (thread-safe, bounded)."""
+class _Sent:
+    """The most recent `size` outbox rows this process sent (bounded)."""
 
     def __init__(self, size: int = REMEMBER) -> None:
         self.size = size
@@ -57,10 +66,14 @@ class WorkerContext:
     senders: dict[Channel, Sender]
     dispatcher: RQDispatcher
     limiter: RedisLimiter
-    # Without a pool (given senders, or a database bound to one connection) rows go one by one.
-    pool: ThreadPoolExecutor | None = None
+    pool: ThreadPoolExecutor | None = None  # None: one row at a time, in the job's thread
     thread_senders: Callable[[], dict[Channel, Sender]] | None = None
-    finished: _Finished = field(default_factory=_Finished)
+    sent: _Sent = field(default_factory=_Sent)
+    in_flight: dict[int, Future[outbox.SendResult]] = field(default_factory=dict)
+    # While a channel's pace holds rows back, taking on more rows would only hand them back.
+    paced_until: dt.datetime | None = None
+    # Reentrant: a future that finished before its callback was added runs it at once, here.
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
 
 _context: WorkerContext | None = None
@@ -105,65 +118,105 @@ def context() -> WorkerContext:
 
 
 def send_messages(message_ids: list[int]) -> dict[str, int]:
-    """Send a batch of outbox rows (and other rows due now); schedule retries; count outcomes.
+    """Send a batch of outbox rows; schedule retries; return counts by outcome.
 
-    An error on one of the job's own rows fails the job after the others were tried (the
-    reconciler sends that row again); an error on a row taken on besides is only logged.
+    An unexpected error on a row fails the job after its other rows were handled (the
+    reconciler sends that row again later).
     """
     ctx = context()
     counts: dict[str, int] = {}
-    own = [i for i in dict.fromkeys(message_ids) if i not in ctx.finished]
-    if len(own) < len(message_ids):
-        counts["skipped"] = len(message_ids) - len(own)
-    rows = list(own)
-    if ctx.pool is not None and own:
-        now = ctx.runtime.clock.now()
-        others = outbox.due_now(ctx.runtime.database, now, DRAIN, exclude=own)
-        rows += [i for i in others if i not in ctx.finished]
-    if ctx.pool is not None and len(rows) > 1:
-        futures = [ctx.pool.submit(_send, ctx, i, ctx.thread_senders) for i in rows]
-    else:
-        futures = [_run_here(_send, ctx, i, None) for i in rows]
+    mine: list[Future[outbox.SendResult]] = []
+    here: list[int] = []
+    with ctx.lock:
+        for message_id in dict.fromkeys(message_ids):
+            if message_id in ctx.sent:
+                counts["skipped"] = counts.get("skipped", 0) + 1
+            elif message_id in ctx.in_flight:
+                mine.append(ctx.in_flight[message_id])  # taken on earlier: wait for it
+            elif ctx.pool is not None:
+                mine.append(_start(ctx, message_id))
+            else:
+                here.append(message_id)
+    if ctx.pool is not None:
+        _take_on_due_rows(ctx)
+    mine += [_run_here(ctx, message_id) for message_id in here]
     failure: BaseException | None = None
-    for message_id, future in zip(rows, futures, strict=True):
+    for future in mine:
         try:
             result = future.result()
         except Exception as exc:
-            log.exception("outbox %s: send failed unexpectedly; the reconciler retries", message_id)
-            if message_id in own and failure is None:
-                failure = exc
+            failure = failure or exc
             continue
         counts[result.outcome] = counts.get(result.outcome, 0) + 1
-        if result.outcome in _FINAL:
-            ctx.finished.add(message_id)
-        if result.outcome in {"retry", "paced"} and result.retry_at is not None:
-            ctx.dispatcher.dispatch_later(message_id, result.retry_at)
-        if result.fallback_id is not None:
-            ctx.dispatcher.dispatch([result.fallback_id])
     if failure is not None:
         raise failure
     return counts
 
 
-def _send(
-    ctx: WorkerContext,
-    message_id: int,
-    thread_senders: Callable[[], dict[Channel, Sender]] | None,
-) -> outbox.SendResult:
-    senders = thread_senders() if thread_senders is not None else ctx.senders
-    return outbox.send_item(
-        ctx.runtime.database, senders, message_id, ctx.runtime.clock, ctx.limiter
-    )
+def _start(ctx: WorkerContext, message_id: int) -> Future[outbox.SendResult]:
+    """Send the row on the pool. The caller holds `ctx.lock`."""
+    assert ctx.pool is not None
+    future = ctx.pool.submit(_send_on_thread, ctx, message_id)
+    ctx.in_flight[message_id] = future
+    future.add_done_callback(lambda _: _landed(ctx, message_id))
+    return future
 
 
-def _run_here(function: Callable[..., outbox.SendResult], *args: object) -> Future:
-    """Run `function` now, in this thread, as a finished future."""
-    future: Future = Future()
+def _run_here(ctx: WorkerContext, message_id: int) -> Future[outbox.SendResult]:
+    """Send the row in this thread; return the outcome as a finished future."""
+    future: Future[outbox.SendResult] = Future()
     try:
-        future.set_result(function(*args))
+        future.set_result(_send(ctx, message_id, ctx.senders))
     except Exception as exc:
         future.set_exception(exc)
     return future
+
+
+def _landed(ctx: WorkerContext, message_id: int) -> None:
+    with ctx.lock:
+        ctx.in_flight.pop(message_id, None)
+
+
+def _take_on_due_rows(ctx: WorkerContext) -> None:
+    """Start rows that are due now (their jobs queued behind) while threads are free."""
+    now = ctx.runtime.clock.now()
+    with ctx.lock:
+        room = IN_FLIGHT - len(ctx.in_flight)
+        busy = list(ctx.in_flight)
+        paced = ctx.paced_until is not None and now < ctx.paced_until
+    if room < SEND_THREADS or paced:
+        return
+    due = outbox.due_now(ctx.runtime.database, now, room, exclude=busy)
+    with ctx.lock:
+        for message_id in due:
+            if message_id not in ctx.sent and message_id not in ctx.in_flight:
+                _start(ctx, message_id)
+
+
+def _send_on_thread(ctx: WorkerContext, message_id: int) -> outbox.SendResult:
+    assert ctx.thread_senders is not None
+    try:
+        return _send(ctx, message_id, ctx.thread_senders())
+    except Exception:
+        log.exception("outbox %s: send failed unexpectedly; the reconciler retries", message_id)
+        raise
+
+
+def _send(ctx: WorkerContext, message_id: int, senders: dict[Channel, Sender]) -> outbox.SendResult:
+    """Send one row and act on the outcome: remember it, or schedule its next attempt."""
+    result = outbox.send_item(
+        ctx.runtime.database, senders, message_id, ctx.runtime.clock, ctx.limiter
+    )
+    if result.outcome == "sent":
+        ctx.sent.add(message_id)
+    if result.outcome in {"retry", "paced"} and result.retry_at is not None:
+        ctx.dispatcher.dispatch_later(message_id, result.retry_at)
+        if result.outcome == "paced":
+            with ctx.lock:
+                ctx.paced_until = max(ctx.paced_until or result.retry_at, result.retry_at)
+    if result.fallback_id is not None:
+        ctx.dispatcher.dispatch([result.fallback_id])
+    return result
 
 
 def reconcile() -> int:

@@ -10,7 +10,11 @@ import admin.models
 import flows.models
 import gateway.models
 import ledger.models
+import ledger.witnesses
 import registry.models
+import registry.partners
+import registry.prices
+import registry.redflags
 from recpo.db import Base, make_engine
 
 _MODELS = (
@@ -18,7 +22,11 @@ _MODELS = (
     flows.models,
     gateway.models,
     ledger.models,
+    ledger.witnesses,
     registry.models,
+    registry.partners,
+    registry.prices,
+    registry.redflags,
 )  # imported for their tables
 
 config = context.config

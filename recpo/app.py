@@ -20,6 +20,7 @@ from gateway.ratelimit import make_limiter
 from gateway.senders import Sender, build_senders
 from ledger.log import Log
 from ledger.note import Signer, generate_signer_key
+from ledger.witnesses import BackgroundSubmitter, parse_witnesses
 from recpo import health
 from recpo.clock import SystemClock
 from recpo.config import Settings, instance_secret
@@ -60,7 +61,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     runtime.init_app(app)
     log = build_log(runtime)
     app.extensions[ledger_api.EXTENSION_KEY] = log
-    app.extensions[service.EXTENSION_KEY] = build_gateway(runtime, log, overrides.get("SENDERS"))
+    # A bad LEDGER_WITNESSES fails here, at start-up, not at the first checkpoint.
+    witnesses = BackgroundSubmitter(
+        runtime.database, log, parse_witnesses(settings.ledger_witnesses)
+    )
+    app.extensions[ledger_api.WITNESSES_KEY] = witnesses
+    app.extensions[service.EXTENSION_KEY] = build_gateway(
+        runtime, log, witnesses, overrides.get("SENDERS")
+    )
     app.register_blueprint(health.bp)
     app.register_blueprint(ledger_api.bp)
     app.register_blueprint(metrics.bp)
@@ -93,7 +101,10 @@ def build_log(runtime: Runtime) -> Log:
 
 
 def build_gateway(
-    runtime: Runtime, log: Log, senders: dict[Channel, Sender] | None = None
+    runtime: Runtime,
+    log: Log,
+    witnesses: BackgroundSubmitter,
+    senders: dict[Channel, Sender] | None = None,
 ) -> service.Gateway:
     """Build the gateway: RQ dispatch when Redis is configured, in-process sending otherwise."""
     if runtime.redis is not None:
@@ -106,6 +117,7 @@ def build_gateway(
         database=runtime.database,
         conversations=Conversations(ledger=log),
         log=log,
+        witnesses=witnesses,
         dispatcher=dispatcher,
         clock=runtime.clock,
         limiter=make_limiter(runtime.redis),

@@ -243,7 +243,7 @@ def simulate(phone: str, channel: str) -> None:
 # --- registry -------------------------------------------------------------------------------------
 
 
-@click.group(help="Registrants and REINFO data.")
+@click.group(help="Registrants, REINFO data, reference prices and red flags.")
 def registry() -> None:
     pass
 
@@ -315,6 +315,58 @@ def import_registrants_command(file: Path, report: Path | None) -> None:
     _run_import("registrants", import_registrants, file, report, decided_by=f"import:{file.name}")
 
 
+@registry_import.command(
+    "prices", help="Import reference gold prices (fecha, LBMA USD/oz, PEN per USD) for R8."
+)
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--report", type=click.Path(path_type=Path, dir_okay=False))
+@with_appcontext
+def import_prices_command(file: Path, report: Path | None) -> None:
+    from registry.prices import import_prices
+
+    _run_import("prices", import_prices, file, report)
+
+
+@registry.group("flags", help="Red-flag rules R1-R10 (thresholds: RECPO_REDFLAG_* variables).")
+def registry_flags() -> None:
+    pass
+
+
+@registry_flags.command(
+    "run", help="Evaluate every rule over the recent transactions (nightly); never flags twice."
+)
+@click.option(
+    "--since",
+    "days",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Days back from now.",
+)
+@with_appcontext
+def registry_flags_run(days: int) -> None:
+    from registry.redflags import NOT_EVALUABLE, Thresholds, run_nightly
+
+    runtime = current_runtime()
+    try:
+        thresholds = Thresholds.from_env()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    with runtime.database.transaction() as session:
+        report = run_nightly(session, runtime.clock.now(), days, thresholds)
+    click.echo(
+        f"{report.transactions:,} transactions created since {report.since:%Y-%m-%d %H:%M} UTC"
+    )
+    for run in report.runs:
+        if not run.evaluable:
+            click.echo(f"  {run.rule:>3}: not evaluated: {NOT_EVALUABLE[run.rule]}")
+            continue
+        click.echo(
+            f"  {run.rule:>3}: {run.new} new flag(s), {run.found} found ({run.seconds:.2f} s)"
+        )
+    click.echo(f"{report.new} new flag(s) in {report.seconds:.2f} s")
+
+
 @registry.command("lookup", help="May this DNI or RUC sell gold today?")
 @click.argument("document")
 @with_appcontext
@@ -370,8 +422,13 @@ def ledger_keygen(name: str | None) -> None:
 @ledger.command("sequence", help="Sequence every queued entry now and sign a checkpoint.")
 @with_appcontext
 def ledger_sequence() -> None:
-    count = _log().sequence(current_runtime().database)
+    from ledger.witnesses import submit_configured
+
+    runtime = current_runtime()
+    count = _log().sequence(runtime.database)
     click.echo(f"sequenced {count} entries")
+    if count:
+        submit_configured(runtime.database, _log(), runtime.settings)
 
 
 @ledger.command("checkpoint", help="Sign the current tree if needed and print the checkpoint.")
@@ -460,4 +517,167 @@ def create_user_command(name: str, role: str) -> None:
     click.echo(f"created {user.role.value} {user.name!r}")
 
 
-COMMANDS = (db, demo, serve, worker, simulate, registry, admin, ledger)
+# --- witness --------------------------------------------------------------------------------------
+
+
+@click.group(help="Run a witness for a partner institution (C2SP tlog-witness); needs no registry.")
+def witness() -> None:
+    pass
+
+
+@witness.command("keygen", help="Print a new witness key (PRIVATE+KEY+...) and its verifier key.")
+@click.option("--name", required=True, help="The witness's name, e.g. sunat.gob.pe/witness.")
+def witness_keygen(name: str) -> None:
+    from ledger.cosignature import CosignatureSigner, generate_cosigner_key
+
+    try:
+        private = generate_cosigner_key(name)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(private)
+    click.echo(CosignatureSigner.from_text(private).verifier_text())
+
+
+@witness.command("serve", help="Serve POST /add-checkpoint, cosigning consistent checkpoints.")
+@click.option("--name", required=True, help="The witness's name (the key's name in KEYFILE).")
+@click.option(
+    "--key",
+    "key_file",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="File holding the witness's PRIVATE+KEY+... signing key.",
+)
+@click.option(
+    "--log-key",
+    "log_keys",
+    multiple=True,
+    required=True,
+    help="Verifier key of a log to follow (its name is the log's origin); repeatable.",
+)
+@click.option("--database", help="SQLAlchemy URL (default: witness.sqlite3 beside KEYFILE).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=7380, show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True)
+def witness_serve(
+    name: str,
+    key_file: Path,
+    log_keys: tuple[str, ...],
+    database: str | None,
+    host: str,
+    port: int,
+    workers: int,
+) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    from gateway.witness_server import create_witness_app
+    from ledger.cosignature import CosignatureSigner
+    from ledger.note import Verifier
+    from ledger.witness import Witness, WitnessStore, default_database_url
+
+    try:
+        signer = CosignatureSigner.from_text(key_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise click.ClickException(f"--key {key_file}: {exc}") from None
+    if signer.name != name:
+        raise click.ClickException(f"the key in {key_file} is named {signer.name!r}, not {name!r}")
+    try:
+        verifiers = [Verifier.from_text(k.strip()) for k in log_keys]
+    except ValueError as exc:
+        raise click.ClickException(f"--log-key: {exc}") from None
+    url = database or default_database_url(key_file)
+    WitnessStore.from_url(url).dispose()  # create the tables once, before any worker starts
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("graceful_timeout", 5)
+            self.cfg.set("control_socket_disable", True)
+
+        def load(self) -> Flask:
+            # Each worker opens its own database connection; the store's compare-and-swap keeps
+            # them consistent with one another.
+            return create_witness_app(Witness(signer, verifiers, WitnessStore.from_url(url)))
+
+    click.echo(f"witness {signer.verifier_text()}")
+    for verifier in verifiers:
+        click.echo(f"following log {verifier.name} ({verifier.text()})")
+    click.echo(f"database {url}")
+    click.echo(f"serving POST http://{host}:{port}/add-checkpoint (Ctrl-C stops)")
+    Server().run()
+
+
+# --- api ------------------------------------------------------------------------------------------
+
+
+@click.group(help="Partner institutions' API tokens.")
+def api() -> None:
+    pass
+
+
+@api.command(
+    "create-token", help="Create a bearer token for INSTITUTION and print it (shown only once)."
+)
+@click.argument("institution")
+@click.option(
+    "--scopes",
+    required=True,
+    help="Comma-separated: transactions:read, registrants:read, flags:read, aggregates:read, "
+    "personal_data.",
+)
+@with_appcontext
+def api_create_token(institution: str, scopes: str) -> None:
+    from registry.partners import TokenError, create_token
+
+    runtime = current_runtime()
+    try:
+        with runtime.database.transaction() as session:
+            new = create_token(session, institution, scopes, runtime.clock.now(), created_by="cli")
+    except TokenError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"token {new.token.id} for {new.token.institution!r} with scopes {new.token.scopes}; "
+        "it is shown only this once:",
+        err=True,
+    )
+    click.echo(new.secret)
+
+
+@api.command("revoke-token", help="Revoke a token, by its id or the prefix `list-tokens` shows.")
+@click.argument("token")
+@with_appcontext
+def api_revoke_token(token: str) -> None:
+    from registry.partners import TokenError, revoke_token
+
+    runtime = current_runtime()
+    try:
+        with runtime.database.transaction() as session:
+            revoked = revoke_token(session, token, runtime.clock.now())
+    except TokenError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"token {revoked.id} ({revoked.token_prefix}...) of {revoked.institution!r} "
+        f"revoked at {revoked.revoked_at.isoformat()}"
+    )
+
+
+@api.command("list-tokens", help="List the tokens: institution, scopes, last use, revocation.")
+@with_appcontext
+def api_list_tokens() -> None:
+    from registry.partners import list_tokens
+
+    def when(value: dt.datetime | None) -> str:
+        return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+    with current_runtime().database.transaction() as session:
+        tokens = list_tokens(session)
+    click.echo("id\tprefix\tinstitution\tscopes\tcreated\tlast used\trevoked")
+    for t in tokens:
+        click.echo(
+            f"{t.id}\t{t.token_prefix}...\t{t.institution}\t{t.scopes.replace(' ', ',')}\t"
+            f"{when(t.created_at)}\t{when(t.last_used_at)}\t{when(t.revoked_at)}"
+        )
+
+
+COMMANDS = (db, demo, serve, worker, simulate, registry, admin, ledger, witness, api)

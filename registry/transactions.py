@@ -35,6 +35,7 @@ from registry.models import (
     TransactionStatus,
 )
 from registry.phones import active_registrant
+from registry.redflags import evaluate_proposal
 
 DEFAULT_TTL = dt.timedelta(hours=48)
 LEDGER_KIND = "recpo.transaction"
@@ -235,6 +236,7 @@ def _create(
             transaction=transaction,
             evidence={"quantity": str(goods.quantity), "unit": goods.unit},
         )
+    evaluate_proposal(session, transaction, now)
     return transaction
 
 

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from admin.views import (  # noqa: F401 - imported for their routes
     auth,
+    dashboard,
+    exports,
     flags,
+    ledger,
     messages,
     registrants,
     simulator,
     transactions,
+    uploads,
     users,
 )
 from admin.views.common import bp

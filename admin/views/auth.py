@@ -1,8 +1,7 @@
-"""Signing in and out, and the console's home page."""
+"""Signing in and out (the home page is the dashboard, `admin.views.dashboard`)."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from flask import flash, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
@@ -10,18 +9,8 @@ from flask_babel import gettext as _
 from admin import audit, csrf
 from admin.auth import SignInRefused, authenticate, end_session, start_session
 from admin.i18n import SESSION_KEY as LANGUAGE_KEY
-from admin.views.common import (
-    SESSION_TOKEN,
-    bp,
-    capped_count,
-    now,
-    safe_next,
-    throttle,
-)
-from gateway.ledger_api import current_log
-from ledger import log as ledger_log
-from recpo.runtime import current_runtime, request_session
-from registry.models import FlagStatus, PhoneLink, PhoneLinkState, RedFlag
+from admin.views.common import SESSION_TOKEN, bp, now, safe_next, throttle
+from recpo.runtime import current_runtime
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -79,28 +68,3 @@ def logout() -> ResponseReturnValue:
         session[LANGUAGE_KEY] = language
     flash(_("You have signed out."), "info")
     return redirect(url_for("admin.login"))
-
-
-@bp.get("/")
-def home() -> ResponseReturnValue:
-    """What needs attention: open flags, pending phone links, the ledger's head."""
-    db = request_session()
-    open_flags = capped_count(db, sa.select(RedFlag.id).where(RedFlag.status == FlagStatus.OPEN))
-    escalated = capped_count(
-        db, sa.select(RedFlag.id).where(RedFlag.status == FlagStatus.ESCALATED)
-    )
-    pending_links = capped_count(
-        db, sa.select(PhoneLink.id).where(PhoneLink.state == PhoneLinkState.PENDING)
-    )
-    try:
-        head = ledger_log.latest_checkpoint(db)
-    except ledger_log.NotFound:
-        head = None
-    return render_template(
-        "admin/home.html",
-        open_flags=open_flags,
-        escalated=escalated,
-        pending_links=pending_links,
-        head=head,
-        verifier_key=current_log().signer.verifier_text(),
-    )

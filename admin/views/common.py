@@ -66,6 +66,11 @@ AUDITOR_POSTS = frozenset({"admin.logout"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 REVIEWERS = (StaffRole.ADMIN, StaffRole.ANALYST)
 PAGE_SIZE = 50
+# The app refuses request bodies over MAX_CONTENT_LENGTH (1 MiB). REINFO lists run to tens of
+# MiB, so the upload form alone may send up to this, and only once an analyst or admin is known
+# to be signed in (set in `_guard`, before anything reads the body).
+UPLOAD_ENDPOINTS = frozenset({"admin.upload"})
+UPLOAD_MAX_BYTES = 50 * 1024 * 1024
 
 
 @bp.record_once
@@ -110,6 +115,10 @@ def _guard() -> ResponseReturnValue | None:
     if request.method not in SAFE_METHODS:
         if g.user.role is StaffRole.AUDITOR and request.endpoint not in AUDITOR_POSTS:
             abort(403)
+        if request.endpoint in UPLOAD_ENDPOINTS and g.user.role in REVIEWERS:
+            request.max_content_length = current_app.config.get(
+                "CONSOLE_UPLOAD_MAX_BYTES", UPLOAD_MAX_BYTES
+            )
         csrf.check()
     return None
 
@@ -325,6 +334,14 @@ def page_url(**changes: Any) -> str:
     return url_for(request.endpoint, **(request.view_args or {}), **args)
 
 
+def export_url(endpoint: str) -> str:
+    """The CSV export of this list page, with the page's filters (not its position)."""
+    args = request.args.to_dict()
+    for key in ("before", "after", "lang"):
+        args.pop(key, None)
+    return url_for(endpoint, **args)
+
+
 def back_to(default: str) -> str:
     """The console page the form was posted from (its Referer), else `default`."""
     referrer = urlsplit(request.referrer or "")
@@ -400,6 +417,7 @@ def _template_context() -> dict[str, Any]:
         "sees_phones": sees_phones,
         "is_admin": lambda: g.get("user") is not None and g.user.role is StaffRole.ADMIN,
         "page_url": page_url,
+        "export_url": export_url,
         "console_language": console_language,
         "Role": StaffRole,
     }

@@ -49,17 +49,27 @@ def known_rules() -> list[str]:
     )
 
 
-@bp.get("/flags")
-def flags() -> ResponseReturnValue:
-    """The queue of red flags, newest first, by status and rule."""
-    rules = known_rules()
-    status = enum_arg("status", FlagStatus)
-    rule = choice_arg("rule", rules)
+def filters_from_args(rules: list[str]) -> tuple[FlagStatus | None, str | None]:
+    """The queue's filters from the query string: status and rule."""
+    return enum_arg("status", FlagStatus), choice_arg("rule", rules)
+
+
+def list_statement(status: FlagStatus | None, rule: str | None) -> sa.Select:
+    """The queue's query for these filters (ordered and limited by the pager)."""
     statement = sa.select(RedFlag)
     if status is not None:
         statement = statement.where(RedFlag.status == status)
     if rule is not None:
         statement = statement.where(RedFlag.rule == rule)
+    return statement
+
+
+@bp.get("/flags")
+def flags() -> ResponseReturnValue:
+    """The queue of red flags, newest first, by status and rule."""
+    rules = known_rules()
+    status, rule = filters_from_args(rules)
+    statement = list_statement(status, rule)
     page = keyset_page(
         request_session(), statement, RedFlag.id, int_arg("before"), int_arg("after")
     )

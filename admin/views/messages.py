@@ -62,9 +62,8 @@ def list_statement(filters: dict) -> sa.Select:
     return statement
 
 
-@bp.get("/messages")
-def messages() -> ResponseReturnValue:
-    """The message log with filters: phone, channel, direction, status, dates and text."""
+def filters_from_args() -> dict:
+    """The message log's filters from the query string (what cannot be used is said so)."""
     filters = {
         "phone": phone_arg(),
         "channel": enum_arg("channel", Channel),
@@ -77,6 +76,13 @@ def messages() -> ResponseReturnValue:
     if filters["q"] and len(filters["q"]) < MIN_SEARCH:
         flash(_("Text search needs at least %(n)d characters.", n=MIN_SEARCH), "error")
         filters["q"] = ""
+    return filters
+
+
+@bp.get("/messages")
+def messages() -> ResponseReturnValue:
+    """The message log with filters: phone, channel, direction, status, dates and text."""
+    filters = filters_from_args()
     statement = list_statement(filters).options(selectinload(Message.events))
     if filters["phone"]:
         audited_view("messages.search", "phone", filters["phone"])

@@ -84,14 +84,26 @@ def search_conditions(query: str) -> list[sa.ColumnElement[bool]]:
     return conditions
 
 
-@bp.get("/registrants")
-def registrants() -> ResponseReturnValue:
-    """Search registrants by name, document (DNI, RUC, CE) or phone number."""
-    query = request.args.get("q", "").strip()[:100]
+def query_arg() -> str:
+    """The registrant search typed in the query string (`q`)."""
+    return request.args.get("q", "").strip()[:100]
+
+
+def list_statement(query: str) -> sa.Select:
+    """The registrant list's query for a search (ordered and limited by the pager)."""
     statement = sa.select(Registrant)
     if query:
         conditions = search_conditions(query)
         statement = statement.where(sa.or_(*conditions) if conditions else sa.false())
+    return statement
+
+
+@bp.get("/registrants")
+def registrants() -> ResponseReturnValue:
+    """Search registrants by name, document (DNI, RUC, CE) or phone number."""
+    query = query_arg()
+    statement = list_statement(query)
+    if query:
         audited_view("registrants.search", "query", None, query=query)
     page = keyset_page(
         request_session(), statement, Registrant.id, int_arg("before"), int_arg("after")

@@ -83,10 +83,9 @@ def list_statement(filters: dict) -> sa.Select:
     return statement
 
 
-@bp.get("/transactions")
-def transactions() -> ResponseReturnValue:
-    """Transactions, newest first, by status, material, region, parties, dates and flags."""
-    filters = {
+def filters_from_args() -> dict:
+    """The transaction list's filters from the query string."""
+    return {
         "status": enum_arg("status", TransactionStatus),
         "material": choice_arg("material", [m.value for m in MATERIALS]),
         "department": request.args.get("department", "").strip().upper()[:100] or None,
@@ -96,6 +95,12 @@ def transactions() -> ResponseReturnValue:
         "date_to": date_arg("date_to"),
         "flagged": request.args.get("flagged") == "1",
     }
+
+
+@bp.get("/transactions")
+def transactions() -> ResponseReturnValue:
+    """Transactions, newest first, by status, material, region, parties, dates and flags."""
+    filters = filters_from_args()
     statement = list_statement(filters)
     db = request_session()
     page = keyset_page(db, statement, Transaction.id, int_arg("before"), int_arg("after"))
@@ -103,7 +108,7 @@ def transactions() -> ResponseReturnValue:
     flagged = set(
         db.scalars(sa.select(RedFlag.transaction_id).where(RedFlag.transaction_id.in_(ids)))
     )
-    names = _names(db, {t.buyer_id for t in page.rows} | {t.seller_id for t in page.rows})
+    names = names_of(db, {t.buyer_id for t in page.rows} | {t.seller_id for t in page.rows})
     return render_template(
         "admin/transactions.html",
         page=page,
@@ -116,7 +121,7 @@ def transactions() -> ResponseReturnValue:
     )
 
 
-def _names(db, ids: set[int]) -> dict[int, Registrant]:
+def names_of(db, ids: set[int]) -> dict[int, Registrant]:
     if not ids:
         return {}
     return {r.id: r for r in db.scalars(sa.select(Registrant).where(Registrant.id.in_(ids)))}

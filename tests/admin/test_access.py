@@ -22,6 +22,7 @@ SAMPLE_ARGS = {
     "user_id": 1,
     "step": "take",
     "_rest": "nowhere",
+    "name": "reinfo-20261130T150000Z-abcdef.csv",
 }
 PUBLIC = {"admin.login", "admin.static"}
 

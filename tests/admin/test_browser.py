@@ -11,11 +11,15 @@ every test that needs a service, they never skip.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
+import random
 import re
 import threading
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -26,11 +30,23 @@ from werkzeug.serving import make_server
 from admin.models import StaffRole
 from admin.users import create_user
 from flows.messages import Channel, Inbound
+from gateway.models import Direction, Encoding, Message, Status
 from gateway.service import current_gateway
 from recpo.app import create_app
 from recpo.db import Database
 from registry.demo import seed_demo
-from registry.models import FlagStatus, PhoneLink, PhoneLinkState, RedFlag, Transaction
+from registry.identifiers import natural_person_ruc
+from registry.models import (
+    FlagStatus,
+    Initiator,
+    PhoneLink,
+    PhoneLinkState,
+    RedFlag,
+    Registrant,
+    ReinfoRegistration,
+    Transaction,
+    TransactionStatus,
+)
 from tests.conftest import new_postgres_database
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -151,6 +167,66 @@ def phone_says(app: Flask, phone: str, text: str, channel: Channel = Channel.SMS
         )
 
 
+def seed_trade(database: Database, weeks: int = 12) -> int:
+    """Confirmed transactions over the last `weeks` weeks (varied materials, regions and
+    buyers) and some outbound messages that failed, for the dashboard; return how many."""
+    rng = random.Random(2026)
+    now = dt.datetime.now(dt.UTC)
+    materials = [("dore", 850), ("native", 900), ("refined", 999), ("sponge", 700)]
+    departments = ["PUNO", "MADRE DE DIOS", "AREQUIPA", "LA LIBERTAD", "AYACUCHO"]
+    count = 0
+    with database.transaction() as session:
+        ids = dict(session.execute(sa.select(Registrant.document_number, Registrant.id)).all())
+        buyers = [ids["20131312955"], ids["20100079501"]]
+        sellers = [ids["45678912"], ids["41234567"]]
+        for day in range(weeks * 7):
+            for _ in range(rng.randint(0, 4) + (3 if day < 21 else 0)):
+                material, grade = rng.choice(materials)
+                grams = Decimal(rng.randint(500, 20000)) / 100
+                at = now - dt.timedelta(days=day, minutes=rng.randint(0, 600))
+                session.add(
+                    Transaction(
+                        code="000000",
+                        initiator=Initiator.BUYER,
+                        buyer_id=rng.choice(buyers),
+                        seller_id=rng.choice(sellers),
+                        seller_ruc="10456789124",
+                        material=material,
+                        quantity=grams,
+                        unit="g",
+                        grade=Decimal(grade),
+                        fine_gold_g=(grams * grade / 1000).quantize(Decimal("0.01")),
+                        price_pen=(grams * 280).quantize(Decimal("0.01")),
+                        department=rng.choices(departments, weights=[5, 4, 3, 1, 1])[0],
+                        status=TransactionStatus.CONFIRMED,
+                        created_at=at,
+                        expires_at=at + dt.timedelta(hours=48),
+                        decided_at=at + dt.timedelta(minutes=5),
+                    )
+                )
+                count += 1
+        for i, (channel, status) in enumerate(
+            [(Channel.SMS, Status.FAILED)] * 3
+            + [(Channel.WHATSAPP, Status.UNDELIVERED)]
+            + [(Channel.SMS, Status.DELIVERED)] * 20
+        ):
+            at = now - dt.timedelta(hours=30 - i)  # oldest first, as they would arrive
+            session.add(
+                Message(
+                    channel=channel,
+                    direction=Direction.OUT,
+                    phone=JUANA,
+                    body="Su compra fue registrada.",
+                    status=status,
+                    encoding=Encoding.GSM7,
+                    segments=1,
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
+    return count
+
+
 class TestConsoleInTheBrowser:
     def test_sign_in(self, page):
         page.goto("/admin/messages")
@@ -164,7 +240,7 @@ class TestConsoleInTheBrowser:
         page.click("form.stack button[type=submit]")
         page.wait_for_url(re.compile(r"/admin/messages$"))
         page.goto("/admin/")
-        assert page.locator("h1").inner_text() == "Inicio"
+        assert page.locator("h1").inner_text() == "Panel"
         shot(page, "02-home")
 
     def test_find_a_conversation(self, page, live_app):
@@ -264,3 +340,72 @@ class TestConsoleInTheBrowser:
         page.click("table.list >> text=Juana Quispe Mamani")
         assert page.locator("h2", has_text="REINFO registrations").count() == 1
         shot(page, "14-registrant-en")
+
+    def test_dashboard(self, page, live_database):
+        seed_trade(live_database)
+        sign_in(page)
+        assert page.locator("h1").inner_text() == "Panel"
+        assert page.locator("svg.chart").count() == 4
+        assert page.locator("#trade svg.chart rect.bar").count() == 2 * 12
+        assert page.locator("#by-material tbody tr").count() == 4
+        assert "MADRE DE DIOS" in page.locator("#by-department").inner_text()
+        assert page.locator("#delivery tr.bad").count() == 2  # SMS and WhatsApp
+        shot(page, "15-dashboard")
+
+    def test_export_a_csv(self, page, live_app):
+        phone_says(live_app, ROSA, "AYUDA")
+        sign_in(page)
+        page.click("nav.main >> text=Mensajes")
+        page.select_option("select[name=channel]", "sms")
+        page.select_option("select[name=direction]", "in")
+        page.click("form.filters button[type=submit]")
+        shot(page, "16-messages-filtered")
+        with page.expect_download() as info:
+            page.click("a.export-csv")
+        download = info.value
+        assert re.fullmatch(r"messages-\d{8}-\d{4}\.csv", download.suggested_filename)
+        text = Path(download.path()).read_text(encoding="utf-8-sig")
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert rows and {(r["channel"], r["direction"]) for r in rows} == {("sms", "in")}
+        assert ROSA in {r["phone"] for r in rows}
+
+    def test_ledger_health_verify_button(self, page, live_app):
+        phone_says(live_app, BUYER, "VERIFICAR 1234567890123452")  # anything: the log is read
+        sign_in(page)
+        page.click("nav.main >> text=Registro verificable")
+        assert page.locator("#verifier-key-text").inner_text().startswith("recpo")
+        shot(page, "17-ledger")
+        page.click("#verify-button")
+        # The page reloads itself (every 3 s) while the run is going.
+        page.wait_for_selector("#verdict.ok", timeout=60_000)
+        assert "El registro es válido." in page.locator("#verdict").inner_text()
+        assert page.locator("#runs tbody tr").count() >= 1
+        shot(page, "18-ledger-verified")
+
+    def test_upload_a_reinfo_file(self, page, tmp_path, live_database):
+        good = natural_person_ruc("47000001")
+        path = tmp_path / "reinfo-madre-de-dios.csv"
+        path.write_text(
+            "RUC;Nombre;Código Único;Derecho Minero;Departamento;Provincia;Distrito;Estado\r\n"
+            f"{good};CONDORI MARIA;070000001;NUEVA ESPERANZA;MADRE DE DIOS;TAMBOPATA;"
+            "INAMBARI;VIGENTE\r\n"
+            "1234;SIN RUC;070000002;OTRO;MADRE DE DIOS;TAMBOPATA;INAMBARI;VIGENTE\r\n",
+            encoding="utf-8",
+        )
+        sign_in(page)
+        page.click("nav.main >> text=Cargas")
+        page.set_input_files("#upload-reinfo input[type=file]", str(path))
+        page.click("#upload-reinfo button[type=submit]")
+        result = page.locator("#upload-result")
+        assert result.locator("dd[data-field=inserted]").inner_text() == "1"
+        assert result.locator("dd[data-field=rejected]").inner_text() == "1"
+        shot(page, "19-upload-reinfo")
+        with page.expect_download() as info:
+            result.locator("a.report").click()
+        report = Path(info.value.path()).read_text(encoding="utf-8")
+        assert report.startswith("line,reason,row") and "1234;SIN RUC" in report
+        with live_database.transaction() as session:
+            stored = session.scalars(
+                sa.select(ReinfoRegistration).where(ReinfoRegistration.ruc == good)
+            ).one()
+        assert (stored.codigo_unico, stored.department) == ("070000001", "MADRE DE DIOS")
