@@ -52,6 +52,7 @@ import dataclasses
 import datetime as dt
 import functools
 import json
+import logging
 import os
 import time
 from collections import defaultdict
@@ -214,7 +215,16 @@ class Thresholds:
 
 @functools.cache
 def _environment_thresholds() -> Thresholds:
-    return Thresholds.from_env()
+    """The thresholds of the environment for proposals; the defaults if they are invalid.
+
+    A typing error in a variable must not stop every proposal: it is logged here, and
+    ``recpo registry flags run`` refuses to run with it.
+    """
+    try:
+        return Thresholds.from_env()
+    except ValueError as exc:
+        logging.getLogger(__name__).error("RECPO_REDFLAG_* ignored, defaults used: %s", exc)
+        return Thresholds()
 
 
 # --- findings and scopes ------------------------------------------------------------------------
