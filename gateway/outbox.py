@@ -35,6 +35,7 @@ from gateway.models import (
 )
 from gateway.ratelimit import OUTBOUND_PER_CHANNEL, Limiter
 from gateway.senders import (
+    ConsoleSender,
     OutboundMessage,
     PermanentSendError,
     RetryableSendError,
@@ -46,6 +47,7 @@ from recpo.db import Database
 
 log = logging.getLogger(__name__)
 
+SIMULATED = ConsoleSender()
 MAX_ATTEMPTS = 6
 # How long a worker may hold a row while sending; longer than any provider call's timeout.
 LEASE = dt.timedelta(seconds=int(os.environ.get("OUTBOX_LEASE_SECONDS", "60")))
@@ -83,6 +85,7 @@ _CLAIM_READ = (
         _MESSAGES.c.body,
         _MESSAGES.c.choices,
         _MESSAGES.c.segments,
+        _MESSAGES.c.simulated,
     )
     .join(_MESSAGES, _MESSAGES.c.id == _OUTBOX.c.message_id)
     .where(_OUTBOX.c.message_id == sa.bindparam("row_id"))
@@ -165,7 +168,9 @@ def claim(database: Database, message_id: int, now: dt.datetime) -> OutboundMess
             )
         session.connection().execute(_CLAIM_WRITE, {"row_id": message_id, "until": now + LEASE})
         choices = tuple(Choice(**c) for c in json.loads(row.choices or "[]"))
-        return OutboundMessage(message_id, row.channel, row.phone, row.body, choices, row.segments)
+        return OutboundMessage(
+            message_id, row.channel, row.phone, row.body, choices, row.segments, row.simulated
+        )
 
 
 def send_item(
@@ -198,7 +203,8 @@ def _send_claimed(
         )
         if wait > 0:
             return _pace(database, message_id, clock, wait)
-    sender = senders[outbound.channel]
+    # The simulator's messages never reach a real phone, whatever providers are configured.
+    sender = SIMULATED if outbound.simulated else senders[outbound.channel]
     try:
         provider_id = sender.send(outbound)
     except WindowClosedError as exc:

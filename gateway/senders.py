@@ -45,6 +45,7 @@ class OutboundMessage:
     text: str
     choices: tuple[Choice, ...] = ()
     segments: int = 1
+    simulated: bool = False  # from the phone simulator: goes to the console, never a provider
 
 
 class Sender(Protocol):

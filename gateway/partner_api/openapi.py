@@ -72,16 +72,11 @@ RESPONSES = {
 }
 
 
-def _errors(*extra: str) -> dict:
-    codes = {
-        "400": "BadRequest",
-        "401": "Unauthorized",
-        "403": "Forbidden",
-        "429": "TooManyRequests",
-        "500": "InternalError",
-    }
-    for code in extra:
-        codes[code] = {"404": "NotFound"}[code]
+def _errors(not_found: bool = False) -> dict:
+    codes = {"400": "BadRequest", "401": "Unauthorized", "403": "Forbidden"}
+    if not_found:
+        codes["404"] = "NotFound"
+    codes |= {"429": "TooManyRequests", "500": "InternalError"}
     return {code: {"$ref": f"#/components/responses/{name}"} for code, name in codes.items()}
 
 
@@ -400,7 +395,13 @@ def _ok(schema: str, description: str) -> dict:
 
 
 def _operation(
-    operation_id: str, summary: str, description: str, scope: str, parameters: list, ok: dict
+    operation_id: str,
+    summary: str,
+    description: str,
+    scope: str,
+    parameters: list,
+    ok: dict,
+    not_found: bool = False,
 ) -> dict:
     return {
         "get": {
@@ -409,7 +410,7 @@ def _operation(
             "description": f"{description}\n\nRequires the scope `{scope}`.",
             "security": [{"bearer": [scope]}],
             "parameters": parameters,
-            "responses": {"200": ok, **_errors()},
+            "responses": {"200": ok, **_errors(not_found)},
         }
     }
 
@@ -446,62 +447,48 @@ def paths() -> dict:
             ],
             _ok("TransactionPage", "A page of transactions."),
         ),
-        "/transactions/{transaction_id}": {
-            "get": {
-                **_operation(
-                    "getTransaction",
-                    "One transaction",
-                    "A transaction by id.",
-                    partners.TRANSACTIONS_READ,
-                    [
-                        {
-                            "name": "transaction_id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
-                        }
-                    ],
-                    _ok("Transaction", "The transaction."),
-                )["get"],
-                "responses": {
-                    "200": _ok("Transaction", "The transaction."),
-                    **_errors("404"),
+        "/transactions/{transaction_id}": _operation(
+            "getTransaction",
+            "One transaction",
+            "A transaction by id.",
+            partners.TRANSACTIONS_READ,
+            [
+                {
+                    "name": "transaction_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                }
+            ],
+            _ok("Transaction", "The transaction."),
+            not_found=True,
+        ),
+        "/registrants/{document}": _operation(
+            "getRegistrant",
+            "Registry status and REINFO standing of a document",
+            "Whether a DNI, RUC or carné de extranjería is registered with RECPO (role, "
+            "status) and whether it may sell gold today per REINFO (a DNI is checked "
+            "through its natural-person RUC). An unknown but valid document answers "
+            "200 with `registered: false`.",
+            partners.REGISTRANTS_READ,
+            [
+                {
+                    "name": "document",
+                    "in": "path",
+                    "required": True,
+                    "description": "DNI (8 digits), CE (9) or RUC (11).",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 20},
+                    "example": "45678912",
                 },
-            }
-        },
-        "/registrants/{document}": {
-            "get": {
-                **_operation(
-                    "getRegistrant",
-                    "Registry status and REINFO standing of a document",
-                    "Whether a DNI, RUC or carné de extranjería is registered with RECPO (role, "
-                    "status) and whether it may sell gold today per REINFO (a DNI is checked "
-                    "through its natural-person RUC). An unknown but valid document answers "
-                    "200 with `registered: false`.",
-                    partners.REGISTRANTS_READ,
-                    [
-                        {
-                            "name": "document",
-                            "in": "path",
-                            "required": True,
-                            "description": "DNI (8 digits), CE (9) or RUC (11).",
-                            "schema": {"type": "string", "minLength": 1, "maxLength": 20},
-                            "example": "45678912",
-                        },
-                        _param(
-                            "document_type",
-                            "Needed only for older alphanumeric carnés (ce).",
-                            {"type": "string", "enum": [d.value for d in DocumentType]},
-                        ),
-                    ],
-                    _ok("Registrant", "The document's status."),
-                )["get"],
-                "responses": {
-                    "200": _ok("Registrant", "The document's status."),
-                    **_errors("404"),
-                },
-            }
-        },
+                _param(
+                    "document_type",
+                    "Needed only for older alphanumeric carnés (ce).",
+                    {"type": "string", "enum": [d.value for d in DocumentType]},
+                ),
+            ],
+            _ok("Registrant", "The document's status."),
+            not_found=True,
+        ),
         "/flags": _operation(
             "listFlags",
             "List red flags",

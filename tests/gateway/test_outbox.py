@@ -103,6 +103,17 @@ class TestSendItem:
         assert "duplicate if the provider had accepted" in caplog.text
         assert [m.id for m in sender.sent] == [message_id]
 
+    def test_simulated_messages_never_reach_a_provider(
+        self, database, db_session, clock, senders, sender
+    ):
+        inbound = Inbound(Channel.SMS, "+51987000011", "hola", "SIM1", clock.now(), simulated=True)
+        message_id = receive(database, Conversations(), inbound).outbox[0]
+        assert outbox.send_item(database, senders, message_id, clock).outcome == "sent"
+        assert sender.sent == []  # the configured provider was not used
+        message = db_session.get(Message, message_id)
+        assert message.simulated
+        assert message.provider_id.startswith("console-")
+
 
 class TestBackoff:
     @pytest.mark.parametrize(
