@@ -119,6 +119,9 @@ class InProcessDispatcher:
         stop = threading.Event()
         while not stop.wait(RECONCILE_EVERY):
             try:
+                from gateway.notices import expire_transactions  # notices build on dispatch
+
+                expire_transactions(self.database, self.dispatch, self.clock.now())
                 due = outbox.due_items(self.database, self.clock.now())
                 if due:
                     log.info("reconciler: %d outbox rows were left behind; sending", len(due))

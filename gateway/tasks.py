@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 
 from flows.messages import Channel
-from gateway import outbox
+from gateway import notices, outbox
 from gateway.dispatch import RQDispatcher
 from gateway.ratelimit import RedisLimiter
 from gateway.senders import Sender, build_senders
@@ -222,7 +222,9 @@ def _send(ctx: WorkerContext, message_id: int, senders: dict[Channel, Sender]) -
 def reconcile() -> int:
     """Re-dispatch outbox rows left behind (lost jobs, dead workers); return how many."""
     ctx = context()
-    due = outbox.due_items(ctx.runtime.database, ctx.runtime.clock.now())
+    now = ctx.runtime.clock.now()
+    notices.expire_transactions(ctx.runtime.database, ctx.dispatcher.dispatch, now)
+    due = outbox.due_items(ctx.runtime.database, now)
     for start in range(0, len(due), BATCH):
         ctx.dispatcher.dispatch(due[start : start + BATCH])
     if due:
