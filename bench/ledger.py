@@ -45,6 +45,7 @@ import psycopg  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from bench.support import Report, ms, percentile  # noqa: E402
 from ledger import merkle  # noqa: E402
 from ledger.entries import make_entry  # noqa: E402
 from ledger.log import Log, climb, frontier_root, inclusion_proof  # noqa: E402
@@ -66,51 +67,10 @@ TARGET_VERIFY_RATE = 250_000
 TARGET_PROOF_P99_MS = 20.0
 PROOF_CALLS = 2000
 
-RESULTS: list[dict[str, Any]] = []
-
-
-def note(message: str) -> None:
-    print(f"[bench/ledger] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile of `values` (p in 0..100)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
-
-
-def emit(
-    name: str,
-    value: float,
-    unit: str,
-    *,
-    baseline: str | None = None,
-    baseline_value: float | None = None,
-    target: str | None = None,
-    passed: bool | None = None,
-    **extra: Any,
-) -> None:
-    """Print one measurement as a JSON line and remember it for the summary."""
-    ratio = round(value / baseline_value, 3) if baseline_value else None
-    record = {
-        "name": name,
-        "value": round(value, 3),
-        "unit": unit,
-        "baseline": baseline,
-        "baseline_value": None if baseline_value is None else round(baseline_value, 3),
-        "ratio": ratio,
-        "target": target,
-        "pass": passed,
-        **extra,
-    }
-    RESULTS.append(record)
-    print(json.dumps(record), flush=True)
+REPORT = Report("ledger")
+RESULTS = REPORT.results
+note = REPORT.note
+emit = REPORT.emit
 
 
 # --- databases ------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ from rq import Queue  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
+from bench.support import Report, ms, percentile  # noqa: E402
 from flows.messages import Channel, Inbound  # noqa: E402
 from gateway import service  # noqa: E402
 from gateway import text as wire  # noqa: E402
@@ -93,51 +94,10 @@ SMS_FROM = "+51980000001"
 USSD_CODE = "*500#"
 SMS_BODIES = ("AYUDA", "Hola", "COMPRA", "venta por favor", "Buenos días, ¿qué hago?")
 
-RESULTS: list[dict[str, Any]] = []
-
-
-def note(message: str) -> None:
-    print(f"[bench/webhook] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile of `values` (p in 0..100)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
-
-
-def emit(
-    name: str,
-    value: float,
-    unit: str,
-    *,
-    baseline: str | None = None,
-    baseline_value: float | None = None,
-    target: str | None = None,
-    passed: bool | None = None,
-    **extra: Any,
-) -> None:
-    """Print one measurement as a JSON line and remember it for the summary."""
-    ratio = round(value / baseline_value, 3) if baseline_value else None
-    record = {
-        "name": name,
-        "value": round(value, 3),
-        "unit": unit,
-        "baseline": baseline,
-        "baseline_value": None if baseline_value is None else round(baseline_value, 3),
-        "ratio": ratio,
-        "target": target,
-        "pass": passed,
-        **extra,
-    }
-    RESULTS.append(record)
-    print(json.dumps(record, ensure_ascii=False), flush=True)
+REPORT = Report("webhook")
+RESULTS = REPORT.results
+note = REPORT.note
+emit = REPORT.emit
 
 
 # --- services -------------------------------------------------------------------------------
