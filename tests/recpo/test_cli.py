@@ -4,6 +4,7 @@ import sqlalchemy as sa
 
 from admin.models import StaffRole, User
 from admin.users import verify_password
+from gateway.models import Message
 from registry.models import PhoneLink, Registrant, ReinfoRegistration
 
 
@@ -115,3 +116,29 @@ class TestImportCommands:
         result = runner.invoke(args=["registry", "import", "registrants", str(tmp_path / "no.csv")])
         assert result.exit_code != 0
         assert "cannot read" in result.output
+
+
+class TestSimulate:
+    def test_a_terminal_phone_runs_the_real_flows(self, runner, db_session):
+        runner.invoke(args=["demo"])
+        result = runner.invoke(
+            args=["simulate", "987000001"], input="COMPRA 45678912 DORE 25.5G 850 5400\nSI\n"
+        )
+        assert result.exit_code == 0, result.output
+        assert "+51987000001 on sms" in result.output
+        assert "21.68" in result.output  # the summary, with the fine gold
+        assert "(to +51987000011)" in result.output  # the seller's notice
+        logged = db_session.scalars(
+            sa.select(Message).where(Message.phone == "+51987000001").order_by(Message.id)
+        ).all()
+        assert logged and all(m.simulated for m in logged)
+
+    def test_ussd_session_ends_with_end(self, runner):
+        runner.invoke(args=["demo"])
+        result = runner.invoke(args=["simulate", "987000001", "--channel", "ussd"], input="\n6\n")
+        assert result.exit_code == 0, result.output
+        assert "< [CON]" in result.output and "< [END]" in result.output
+
+    def test_a_bad_number_is_explained(self, runner):
+        result = runner.invoke(args=["simulate", "12"])
+        assert result.exit_code != 0
