@@ -126,6 +126,11 @@ def serve(host: str, port: int | None, workers: int) -> None:
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
+            # Threads, so a long CSV export or a slow provider call does not hold a whole
+            # process; the timeout is for a worker that stopped answering, not a slow response.
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", 4)
+            self.cfg.set("timeout", 120)
             self.cfg.set("accesslog", "-")
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("control_socket_disable", True)

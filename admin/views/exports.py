@@ -26,14 +26,14 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Response, stream_with_context
 from flask.typing import ResponseReturnValue
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from admin.views import flags as flag_views
 from admin.views import messages as message_views
 from admin.views import registrants as registrant_views
 from admin.views import transactions as transaction_views
 from admin.views.common import audited_view, bp, now, sees_phones
-from gateway.models import Message
+from gateway.models import Message, MessageEvent
 from recpo.clock import LIMA
 from recpo.runtime import current_runtime
 from registry.identifiers import mask_phone
@@ -50,31 +50,47 @@ Rows = Callable[[Session, list[Any], Callable[[str | None], str]], Iterable[list
 
 @dataclass(frozen=True)
 class Export:
-    """What one list exports: its filtered query, the id it pages on, the columns and rows."""
+    """What one list exports: its filtered query, the id it pages on, the columns it reads (plain
+    rows, not ORM objects: several times faster), the CSV header and the CSV rows of a batch."""
 
     kind: str
     statement: sa.Select
     id_column: Any
+    columns: list[Any]
     header: list[str]
-    rows: Rows  # (session, batch of models, phone formatter) -> CSV rows
+    rows: Rows  # (session, batch of rows, phone formatter) -> CSV rows
+
+
+def _text(value: str) -> str:
+    if value[:1] in _FORMULA_START and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def _time(value: dt.datetime) -> str:
+    return value.astimezone(LIMA).isoformat(timespec="seconds")
+
+
+_CELLS: dict[type, Callable[[Any], str]] = {
+    str: _text,
+    int: str,
+    Decimal: str,
+    bool: lambda value: "yes" if value else "no",
+    dt.datetime: _time,
+    type(None): lambda _value: "",
+}
 
 
 def cell(value: Any) -> str:
     """One CSV cell: times in Peru (ISO 8601), enums by value, no formula a spreadsheet runs."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, dt.datetime):
-        return value.astimezone(LIMA).isoformat(timespec="seconds")
+    convert = _CELLS.get(type(value))
+    if convert is not None:
+        return convert(value)
     if isinstance(value, enum.Enum):
-        return str(value.value)
-    if isinstance(value, int | Decimal):
-        return str(value)
-    text = str(value)
-    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
-        return "'" + text
-    return text
+        return _text(str(value.value))
+    if isinstance(value, dt.datetime):
+        return _time(value)
+    return _text(str(value))
 
 
 def stream_rows(export: Export, phone: Callable[[str | None], str]) -> Iterator[str]:
@@ -85,18 +101,20 @@ def stream_rows(export: Export, phone: Callable[[str | None], str]) -> Iterator[
     writer.writerow(export.header)
     yield "\ufeff" + buffer.getvalue()
     cursor: int | None = None
+    base = export.statement.with_only_columns(*export.columns)
     while True:
-        statement = export.statement
+        statement = base
         if cursor is not None:
             statement = statement.where(export.id_column < cursor)
         with database.sessionmaker() as session:
-            batch = list(session.scalars(statement.order_by(export.id_column.desc()).limit(BATCH)))
+            batch = session.execute(statement.order_by(export.id_column.desc()).limit(BATCH)).all()
             if not batch:
                 return
             buffer.seek(0)
             buffer.truncate()
-            for row in export.rows(session, batch, phone):
-                writer.writerow([cell(value) for value in row])
+            writer.writerows(
+                [cell(value) for value in row] for row in export.rows(session, batch, phone)
+            )
         yield buffer.getvalue()
         if len(batch) < BATCH:
             return
@@ -132,7 +150,30 @@ def respond(export: Export, filters: dict[str, Any]) -> ResponseReturnValue:
 # --- the four lists -----------------------------------------------------------------------------
 
 
-def _message_rows(session: Session, batch: list[Message], phone: Callable) -> Iterator[list]:
+MESSAGE_COLUMNS = [
+    Message.id,
+    Message.created_at,
+    Message.channel,
+    Message.direction,
+    Message.phone,
+    Message.status,
+    Message.encoding,
+    Message.segments,
+    Message.provider_id,
+    Message.in_reply_to,
+    Message.simulated,
+    Message.body,
+]
+
+
+def _message_rows(session: Session, batch: list[Any], phone: Callable) -> Iterator[list]:
+    history: dict[int, list[str]] = {}
+    for message_id, status in session.execute(
+        sa.select(MessageEvent.message_id, MessageEvent.status)
+        .where(MessageEvent.message_id.in_([m.id for m in batch]))
+        .order_by(MessageEvent.id)
+    ):
+        history.setdefault(message_id, []).append(status.value)
     for m in batch:
         yield [
             m.id,
@@ -141,7 +182,7 @@ def _message_rows(session: Session, batch: list[Message], phone: Callable) -> It
             m.direction,
             phone(m.phone),
             m.status,
-            " > ".join(e.status.value for e in m.events),
+            " > ".join(history.get(m.id, [])),
             m.encoding,
             m.segments,
             m.provider_id,
@@ -157,8 +198,9 @@ def export_messages() -> ResponseReturnValue:
     filters = message_views.filters_from_args()
     export = Export(
         "messages",
-        message_views.list_statement(filters).options(selectinload(Message.events)),
+        message_views.list_statement(filters),
         Message.id,
+        MESSAGE_COLUMNS,
         [
             "id",
             "created_at",
@@ -179,9 +221,7 @@ def export_messages() -> ResponseReturnValue:
     return respond(export, filters)
 
 
-def _transaction_rows(
-    session: Session, batch: list[Transaction], _phone: Callable
-) -> Iterator[list]:
+def _transaction_rows(session: Session, batch: list[Any], _phone: Callable) -> Iterator[list]:
     ids = [t.id for t in batch]
     names = transaction_views.names_of(
         session, {t.buyer_id for t in batch} | {t.seller_id for t in batch}
@@ -232,6 +272,27 @@ def export_transactions() -> ResponseReturnValue:
         transaction_views.list_statement(filters),
         Transaction.id,
         [
+            Transaction.id,
+            Transaction.created_at,
+            Transaction.decided_at,
+            Transaction.status,
+            Transaction.initiator,
+            Transaction.buyer_id,
+            Transaction.seller_id,
+            Transaction.seller_ruc,
+            Transaction.material,
+            Transaction.quantity,
+            Transaction.unit,
+            Transaction.grade,
+            Transaction.fine_gold_g,
+            Transaction.price_pen,
+            Transaction.department,
+            Transaction.province,
+            Transaction.district,
+            Transaction.ubigeo,
+            Transaction.receipt_code,
+        ],
+        [
             "id",
             "created_at",
             "decided_at",
@@ -260,7 +321,7 @@ def export_transactions() -> ResponseReturnValue:
     return respond(export, filters)
 
 
-def _registrant_rows(session: Session, batch: list[Registrant], phone: Callable) -> Iterator[list]:
+def _registrant_rows(session: Session, batch: list[Any], phone: Callable) -> Iterator[list]:
     phones: dict[int, list[str]] = {}
     for registrant_id, number in session.execute(
         sa.select(PhoneLink.registrant_id, PhoneLink.phone)
@@ -296,6 +357,18 @@ def export_registrants() -> ResponseReturnValue:
         registrant_views.list_statement(query),
         Registrant.id,
         [
+            Registrant.id,
+            Registrant.role,
+            Registrant.document_type,
+            Registrant.document_number,
+            Registrant.name,
+            Registrant.language,
+            Registrant.recpo_number,
+            Registrant.status,
+            Registrant.created_at,
+            Registrant.updated_at,
+        ],
+        [
             "id",
             "role",
             "document_type",
@@ -313,7 +386,7 @@ def export_registrants() -> ResponseReturnValue:
     return respond(export, {"q": query})
 
 
-def _flag_rows(session: Session, batch: list[RedFlag], phone: Callable) -> Iterator[list]:
+def _flag_rows(session: Session, batch: list[Any], phone: Callable) -> Iterator[list]:
     for f in batch:
         yield [
             f.id,
@@ -337,6 +410,18 @@ def export_flags() -> ResponseReturnValue:
         "flags",
         flag_views.list_statement(status, rule),
         RedFlag.id,
+        [
+            RedFlag.id,
+            RedFlag.created_at,
+            RedFlag.updated_at,
+            RedFlag.rule,
+            RedFlag.status,
+            RedFlag.reason,
+            RedFlag.phone,
+            RedFlag.document,
+            RedFlag.transaction_id,
+            RedFlag.note,
+        ],
         [
             "id",
             "created_at",

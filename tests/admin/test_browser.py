@@ -205,6 +205,14 @@ def seed_trade(database: Database, weeks: int = 12) -> int:
                     )
                 )
                 count += 1
+        for rule, reason in [
+            ("R1", "refused: RUC 10400000013 is SUSPENDED"),
+            ("R1", "refused: RUC 10412345679 is not in REINFO"),
+            ("R7", "mercury traded"),
+        ]:
+            session.add(
+                RedFlag(rule=rule, reason=reason, evidence="{}", created_at=now, updated_at=now)
+            )
         for i, (channel, status) in enumerate(
             [(Channel.SMS, Status.FAILED)] * 3
             + [(Channel.WHATSAPP, Status.UNDELIVERED)]

@@ -7,6 +7,7 @@ import re
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 
 from admin.charts import Bar, axis, column_chart, nice_step, row_chart
 from admin.models import StaffRole
@@ -19,8 +20,10 @@ from admin.views.dashboard import (
 )
 from flows.messages import Channel
 from gateway.models import Direction, Status
-from registry.models import FlagStatus, Initiator, Transaction, TransactionStatus
-from tests.admin.conftest import add_flag, add_message
+from recpo.app import create_app
+from registry.demo import seed_demo
+from registry.models import FlagStatus, Initiator, Registrant, Transaction, TransactionStatus
+from tests.admin.conftest import add_flag, add_message, add_user, sign_in
 
 # The tests' clock: Monday 2026-11-30, 10:00 in Lima (15:00 UTC). This week began at 05:00 UTC.
 WEEK_START = dt.datetime(2026, 11, 30, 5, 0, tzinfo=dt.UTC)
@@ -244,3 +247,30 @@ class TestCharts:
     def test_column_chart_has_a_bar_and_a_title_per_value(self):
         svg = str(column_chart([Bar("01/12", 3, "three"), Bar("08/12", 0)], "t", str))
         assert svg.count("<rect") == 2 and "<title>three</title>" in svg
+
+
+class TestOnTheEmbeddedDatabase:
+    def test_dashboard_and_export_on_sqlite(self, sqlite_database, tmp_path, clock):
+        app = create_app(
+            {
+                "DATABASE": sqlite_database,
+                "INSTANCE_PATH": str(tmp_path),
+                "REDIS_URL": "",
+                "CLOCK": clock,
+            }
+        )
+        with sqlite_database.transaction() as session:
+            seed_demo(session, clock.now())
+            demo = dict(session.execute(sa.select(Registrant.document_number, Registrant.id)).all())
+            trade(session, demo, WEEK_START, "10.50")
+            trade(session, demo, WEEK_START - dt.timedelta(seconds=1), "2", department="AREQUIPA")
+        user = add_user(sqlite_database, "ana", StaffRole.ADMIN, clock.now())
+        client = app.test_client()
+        sign_in(client, sqlite_database, user, clock.now())
+        page = client.get("/admin/").get_data(as_text=True)
+        by_week = page.split('id="by-week"')[1].split("</table>")[0]
+        assert '<td>2026-11-30</td><td class="num">1</td><td class="num">10.50</td>' in by_week
+        assert '<td>2026-11-23</td><td class="num">1</td><td class="num">2.00</td>' in by_week
+        assert _row(page, "by-department", "AREQUIPA") == ["AREQUIPA", "1", "2.00"]
+        export = client.get("/admin/transactions.csv?department=AREQUIPA")
+        assert export.get_data(as_text=True).count("\r\n") == 2  # the header and one row
