@@ -20,7 +20,6 @@ transparency-dev/formats does; its cosignatures still use type 0x04.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,16 +28,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ledger.note import (
-    _HEX8,
     ALG_COSIGNATURE_V1,
     ALG_ED25519,
     MalformedNoteError,
     Signature,
-    _b64decode,
     _parse_signature_line,
     check_name,
     key_id,
+    key_text,
     parse_checkpoint,
+    parse_key_text,
 )
 
 HEADER = b"cosignature/v1\n"
@@ -81,33 +80,22 @@ class CosignatureVerifier:
     @classmethod
     def from_text(cls, text: str) -> CosignatureVerifier:
         """Parse `<name>+<hex key ID>+<base64(0x04 || public key)>`."""
-        text = text.strip()
-        if text.startswith("PRIVATE+KEY+"):
-            raise ValueError("this is a private signer key, not a witness verifier key")
-        parts = text.split("+", 2)
-        if len(parts) != 3:
-            raise ValueError("witness key must have the form <name>+<key id>+<base64 key>")
-        name, hex_id, b64 = parts
-        check_name(name)
-        if not _HEX8.fullmatch(hex_id):
-            raise ValueError("witness key ID must be 8 lowercase hex digits")
-        raw = _b64decode(b64, "witness key")
-        if len(raw) == 33 and raw[0] == ALG_ED25519:
+        name, key_id_value, alg, key = parse_key_text(text.strip(), "witness key", private=False)
+        if alg == ALG_ED25519:
             raise ValueError(
                 "this is a plain Ed25519 note key (type 0x01); a witness key has type 0x04 "
                 "(`recpo witness keygen` prints it)"
             )
-        if len(raw) != 33 or raw[0] != ALG_COSIGNATURE_V1:
+        if alg != ALG_COSIGNATURE_V1:
             raise ValueError("witness key is not an Ed25519 cosignature key (0x04 and 32 bytes)")
-        verifier = cls(name, raw[1:])
-        if verifier.key_id != int(hex_id, 16):
+        verifier = cls(name, key)
+        if verifier.key_id != key_id_value:
             raise ValueError("witness key ID does not match the name and public key")
         return verifier
 
     def text(self) -> str:
         """Return the verifier key text (type 0x04)."""
-        b64 = base64.b64encode(bytes([ALG_COSIGNATURE_V1]) + self.public_key).decode()
-        return f"{self.name}+{self.key_id:08x}+{b64}"
+        return key_text(self.name, self.key_id, ALG_COSIGNATURE_V1, self.public_key)
 
     def verify(self, text: bytes, signature: bytes) -> bool:
         """Return whether `signature` (timestamp || Ed25519 signature) cosigns checkpoint `text`."""
@@ -162,26 +150,17 @@ class CosignatureSigner:
     @classmethod
     def from_text(cls, text: str, now: Callable[[], int] = _unix_now) -> CosignatureSigner:
         """Parse `PRIVATE+KEY+<name>+<id>+base64(0x04 || seed)` (or a type 0x01 note key)."""
-        parts = text.strip().split("+", 4)
-        if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
-            raise ValueError("signer key must have the form PRIVATE+KEY+<name>+<key id>+<base64>")
-        name, hex_id, b64 = parts[2:]
-        check_name(name)
-        if not _HEX8.fullmatch(hex_id):
-            raise ValueError("signer key ID must be 8 lowercase hex digits")
-        raw = _b64decode(b64, "signer key")
-        if len(raw) != 33 or raw[0] not in (ALG_ED25519, ALG_COSIGNATURE_V1):
+        name, key_id_value, alg, seed = parse_key_text(text.strip(), "signer key", private=True)
+        if alg not in (ALG_ED25519, ALG_COSIGNATURE_V1):
             raise ValueError("signer key is not an Ed25519 key (0x04 or 0x01, then a 32-byte seed)")
-        signer = cls(name, raw[1:], now)
-        public = signer.verifier().public_key
-        if key_id(name, raw[0], public) != int(hex_id, 16):
+        signer = cls(name, seed, now)
+        if key_id(name, alg, signer.verifier().public_key) != key_id_value:
             raise ValueError("signer key ID does not match the name and key")
         return signer
 
     def text(self) -> str:
         """Return the private key text (type 0x04)."""
-        b64 = base64.b64encode(bytes([ALG_COSIGNATURE_V1]) + self._seed).decode()
-        return f"PRIVATE+KEY+{self._name}+{self.key_id:08x}+{b64}"
+        return key_text(self._name, self.key_id, ALG_COSIGNATURE_V1, self._seed, private=True)
 
     def verifier(self) -> CosignatureVerifier:
         """Return the matching verifier."""

@@ -107,6 +107,40 @@ class NoteVerifier(Protocol):
         ...
 
 
+def parse_key_text(text: str, what: str, private: bool) -> tuple[str, int, int, bytes]:
+    """Split key text into (name, key ID, algorithm byte, 32 key bytes), checking its shape.
+
+    Verifier keys are `<name>+<hex id>+<base64(alg || key)>`; private keys carry `PRIVATE+KEY+`
+    in front. The caller checks the algorithm byte and that the ID matches the key.
+    """
+    if private:
+        parts = text.split("+", 4)
+        if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
+            raise ValueError(f"{what} must have the form PRIVATE+KEY+<name>+<key id>+<base64>")
+        parts = parts[2:]
+    else:
+        if text.startswith("PRIVATE+KEY+"):
+            raise ValueError(f"this is a private signer key, not a {what} <name>+<id>+<key>")
+        parts = text.split("+", 2)  # base64 may contain '+', names may not
+        if len(parts) != 3:
+            raise ValueError(f"{what} must have the form <name>+<key id>+<base64 key>")
+    name, hex_id, b64 = parts
+    check_name(name)
+    if not _HEX8.fullmatch(hex_id):
+        raise ValueError(f"{what} ID must be 8 lowercase hex digits")
+    raw = _b64decode(b64, what)
+    if len(raw) != 33:
+        raise ValueError(f"{what} is not an Ed25519 key (an algorithm byte and 32 bytes)")
+    return name, int(hex_id, 16), raw[0], raw[1:]
+
+
+def key_text(name: str, key_id_value: int, alg: int, key: bytes, private: bool = False) -> str:
+    """Write key text in the standard form (see `parse_key_text`)."""
+    b64 = base64.b64encode(bytes([alg]) + key).decode()
+    prefix = "PRIVATE+KEY+" if private else ""
+    return f"{prefix}{name}+{key_id_value:08x}+{b64}"
+
+
 @dataclass(frozen=True)
 class Verifier:
     """An Ed25519 note verifier."""
@@ -125,27 +159,17 @@ class Verifier:
     @classmethod
     def from_text(cls, text: str) -> Verifier:
         """Parse `<name>+<hex key ID>+<base64(0x01 || public key)>`."""
-        if text.startswith("PRIVATE+KEY+"):
-            raise ValueError("this is a private signer key, not a verifier key <name>+<id>+<key>")
-        parts = text.split("+", 2)  # base64 may contain '+', names may not
-        if len(parts) != 3:
-            raise ValueError("verifier key must have the form <name>+<key id>+<base64 key>")
-        name, hex_id, b64 = parts
-        check_name(name)
-        if not _HEX8.fullmatch(hex_id):
-            raise ValueError("verifier key ID must be 8 lowercase hex digits")
-        raw = _b64decode(b64, "verifier key")
-        if len(raw) != 33 or raw[0] != ALG_ED25519:
+        name, key_id_value, alg, key = parse_key_text(text, "verifier key", private=False)
+        if alg != ALG_ED25519:
             raise ValueError("verifier key is not an Ed25519 key (0x01 followed by 32 bytes)")
-        verifier = cls(name, raw[1:])
-        if verifier.key_id != int(hex_id, 16):
+        verifier = cls(name, key)
+        if verifier.key_id != key_id_value:
             raise ValueError("verifier key ID does not match the name and public key")
         return verifier
 
     def text(self) -> str:
         """Return the verifier key text."""
-        b64 = base64.b64encode(bytes([ALG_ED25519]) + self.public_key).decode()
-        return f"{self.name}+{self.key_id:08x}+{b64}"
+        return key_text(self.name, self.key_id, ALG_ED25519, self.public_key)
 
     def verify(self, text: bytes, signature: bytes) -> bool:
         """Return whether `signature` is a valid Ed25519 signature over `text`."""
@@ -188,25 +212,17 @@ class Signer:
     @classmethod
     def from_text(cls, text: str) -> Signer:
         """Parse `PRIVATE+KEY+<name>+<hex key ID>+<base64(0x01 || seed)>`."""
-        parts = text.split("+", 4)
-        if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
-            raise ValueError("signer key must have the form PRIVATE+KEY+<name>+<key id>+<base64>")
-        name, hex_id, b64 = parts[2:]
-        check_name(name)
-        if not _HEX8.fullmatch(hex_id):
-            raise ValueError("signer key ID must be 8 lowercase hex digits")
-        raw = _b64decode(b64, "signer key")
-        if len(raw) != 33 or raw[0] != ALG_ED25519:
+        name, key_id_value, alg, seed = parse_key_text(text, "signer key", private=True)
+        if alg != ALG_ED25519:
             raise ValueError("signer key is not an Ed25519 key (0x01 followed by a 32-byte seed)")
-        signer = cls(name, raw[1:])
-        if signer.key_id != int(hex_id, 16):
+        signer = cls(name, seed)
+        if signer.key_id != key_id_value:
             raise ValueError("signer key ID does not match the name and key")
         return signer
 
     def text(self) -> str:
         """Return the private key text."""
-        b64 = base64.b64encode(bytes([ALG_ED25519]) + self._seed).decode()
-        return f"PRIVATE+KEY+{self._name}+{self.key_id:08x}+{b64}"
+        return key_text(self._name, self.key_id, ALG_ED25519, self._seed, private=True)
 
     def verifier(self) -> Verifier:
         """Return the matching verifier."""
