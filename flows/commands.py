@@ -20,7 +20,8 @@ from decimal import Decimal
 
 from statemachine import State
 
-from flows.messages import Choice
+from flows.messages import Channel, Choice, Reply
+from flows.speech import Speaker
 from flows.turn import FlowMachine, Turn
 from ledger import log as ledger_log
 from ledger.models import Entry
@@ -49,6 +50,7 @@ ALTA_ALREADY = N_("This phone is already registered.")
 ALTA_PENDING = N_("Your request is already waiting for DGFM.")
 ALTA_UNKNOWN = N_("%(document)s is not registered. Ask DGFM to register you first.")
 ALTA_RECEIVED = N_("Request received. DGFM will review it and confirm by message.")
+ALTA_APPROVED = N_("RECPO: this phone is now registered for %(name)s. Send AYUDA for help.")
 ASK_LANGUAGE = N_("Language?")
 LANGUAGE_SET = N_("Language saved.")
 LANGUAGE_NAMES = {Language.SPANISH: "Castellano", Language.QUECHUA: "Runasimi"}
@@ -153,6 +155,12 @@ def register(turn: Turn, words: list[str]) -> None:
         )
     )
     turn.reply(say(ALTA_RECEIVED))
+
+
+def approval_notice(registrant: Registrant, phone: str) -> Reply:
+    """The message telling a phone that DGFM approved its ALTA request, in its language."""
+    say = Speaker(registrant.language.value)
+    return Reply(phone, say(ALTA_APPROVED, name=registrant.name), Channel.SMS)
 
 
 def set_language(turn: Turn, language: Language) -> None:

@@ -23,6 +23,9 @@ from admin.views.common import (
     now,
     requires,
 )
+from flows.commands import approval_notice
+from gateway.notices import queue_notices
+from gateway.service import current_gateway
 from recpo.runtime import current_runtime, request_session
 from registry.identifiers import (
     DocumentType,
@@ -233,6 +236,11 @@ def _decide(link_id: int, action: str, wanted: PhoneLinkState, from_state: Phone
             link.decided_at = now()
             audit.record(db, action, "phone_link", link.id, registrant_id=link.registrant_id)
             db.flush()  # the unique index on active phones decides a race between two analysts
+            notices = []
+            if wanted is PhoneLinkState.ACTIVE and from_state is PhoneLinkState.PENDING:
+                # The ALTA reply promised a message: it goes with the approval, or not at all.
+                registrant = db.get(Registrant, link.registrant_id)
+                notices = queue_notices(db, [approval_notice(registrant, link.phone)], now())
     except (Conflict, sa.exc.IntegrityError) as exc:
         with database.transaction() as db:
             holder_registrant = (
@@ -253,6 +261,8 @@ def _decide(link_id: int, action: str, wanted: PhoneLinkState, from_state: Phone
         else:
             flash(_("Not approved: this phone is already active for another registrant."), "error")
         return back_to(url_for("admin.phone_links"))
+    if notices:
+        current_gateway().dispatcher.dispatch(notices)
     messages = {
         PhoneLinkState.ACTIVE: _("Phone link approved."),
         PhoneLinkState.REVOKED: _("Phone link rejected.")

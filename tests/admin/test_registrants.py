@@ -9,6 +9,10 @@ import pytest
 import sqlalchemy as sa
 
 from admin.models import AuditEntry, StaffRole
+from flows.commands import ALTA_APPROVED
+from gateway.models import Message, OutboxItem
+from gateway.text import fold_for_sms
+from recpo.i18n import translate
 from registry.models import PhoneLink, PhoneLinkState
 
 NEW_PHONE = "+51987000099"
@@ -109,6 +113,22 @@ class TestPhoneLinks:
                 sa.select(AuditEntry.action).where(AuditEntry.target_id == str(pending))
             )
         assert action == "phone_link.approve"
+
+    def test_approval_tells_the_phone_in_its_language(self, client, as_role, pending, database):
+        token = as_role(StaffRole.ANALYST)
+        client.post(f"/admin/phone-links/{pending}/approve", data={"csrf_token": token})
+        with database.transaction() as session:
+            notice = session.scalars(sa.select(Message).where(Message.phone == NEW_PHONE)).one()
+            queued = session.get(OutboxItem, notice.id)
+        expected = translate("es", ALTA_APPROVED, name="Pedro Huamán Condori")
+        assert notice.body == fold_for_sms(expected)
+        assert queued is not None  # in the outbox, sent like any other message
+
+    def test_rejection_sends_nothing(self, client, as_role, pending, database):
+        token = as_role(StaffRole.ANALYST)
+        client.post(f"/admin/phone-links/{pending}/reject", data={"csrf_token": token})
+        with database.transaction() as session:
+            assert session.scalars(sa.select(Message).where(Message.phone == NEW_PHONE)).all() == []
 
     def test_rejecting(self, client, as_role, pending, database):
         token = as_role(StaffRole.ADMIN)
