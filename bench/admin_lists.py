@@ -31,32 +31,26 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import os  # noqa: E402
 import random  # noqa: E402
-import secrets  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
 from decimal import Decimal  # noqa: E402
 from urllib.parse import quote  # noqa: E402
 
 import psycopg  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from admin.auth import start_session  # noqa: E402
 from admin.models import StaffRole  # noqa: E402
 from admin.users import create_user  # noqa: E402
 from admin.views.common import SESSION_TOKEN  # noqa: E402
-from migrations import upgrade  # noqa: E402
+from bench.support import fresh_database, libpq, postgres_server  # noqa: E402
 from recpo.app import create_app  # noqa: E402
 from recpo.db import Database  # noqa: E402
 from registry.identifiers import natural_person_ruc, ruc_check_digit  # noqa: E402
 
-LOCAL_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TARGET_MS = 300.0
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 PHONES = 20_000
@@ -96,30 +90,6 @@ def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile of `values` (p in 0..100)."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@contextlib.contextmanager
-def fresh_database() -> Iterator[str]:
-    """Create and migrate a database of our own; drop it afterwards, whatever happened."""
-    server = make_url(os.environ.get("DATABASE_URL") or LOCAL_SERVER)
-    if server.get_backend_name() != "postgresql":
-        sys.exit("bench/admin_lists.py: DATABASE_URL must name a PostgreSQL server")
-    name = f"recpo_bench_admin_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = libpq(server.render_as_string(hide_password=False))
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = server.set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        note(f"dropped database {name}")
 
 
 # --- loading --------------------------------------------------------------------------------------
@@ -406,7 +376,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=40)
     args = parser.parse_args()
     rng = random.Random(20261130)
-    with fresh_database() as url:
+    with fresh_database(postgres_server(), "admin") as url:
         known = load(url, args.messages, args.transactions, rng)
         results = measure(url, known, args.samples)
     failed = [r["name"] for r in results if not r["pass"]]

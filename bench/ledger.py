@@ -38,21 +38,26 @@ import signal  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 import psycopg  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
-from bench.support import Report, ms, percentile  # noqa: E402
+from bench.support import (  # noqa: E402
+    Report,
+    fresh_database,
+    libpq,
+    ms,
+    percentile,
+    postgres_server,
+)
 from ledger import merkle  # noqa: E402
 from ledger.entries import make_entry  # noqa: E402
 from ledger.log import Log, climb, frontier_root, inclusion_proof  # noqa: E402
 from ledger.models import Entry  # noqa: E402
 from ledger.note import Checkpoint, Signer, generate_signer_key, sign_note  # noqa: E402
 from ledger.verify import verify_log  # noqa: E402
-from migrations import upgrade  # noqa: E402
 from recpo.clock import SystemClock  # noqa: E402
 from recpo.db import Database, make_engine  # noqa: E402
 
@@ -74,40 +79,6 @@ emit = REPORT.emit
 
 
 # --- databases ------------------------------------------------------------------------------
-
-
-def server_url() -> sa.URL:
-    raw = os.environ.get("DATABASE_URL")
-    if not raw:
-        sys.exit("bench/ledger.py: DATABASE_URL is not set (run it through `make bench`)")
-    url = make_url(raw)
-    if url.get_backend_name() != "postgresql":
-        sys.exit(
-            f"bench/ledger.py: DATABASE_URL must name PostgreSQL, not {url.get_backend_name()}"
-        )
-    return url
-
-
-def libpq(url: sa.URL | str) -> str:
-    """Return a plain libpq URL (no SQLAlchemy driver name) for psycopg."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@contextlib.contextmanager
-def fresh_database(server: sa.URL, tag: str) -> Iterator[str]:
-    """Create and migrate a database of our own; drop it afterwards, whatever happened."""
-    name = f"recpo_bench_{tag}_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = libpq(server)
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = server.set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        note(f"dropped database {name}")
 
 
 def new_log() -> Log:
@@ -541,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     proof_entries = args.proof_entries or (100_000 if args.quick else 1_000_000)
     only = set(args.only or ["appends", "steady", "verify", "proof"])
     signal.signal(signal.SIGTERM, _terminate)
-    server = server_url()
+    server = postgres_server()
     began = time.perf_counter()
     if "appends" in only or "steady" in only:
         with fresh_database(server, "append") as url:

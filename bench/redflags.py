@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import random
-import secrets
 import statistics
 import sys
 import time
@@ -39,7 +37,7 @@ import psycopg  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from migrations import upgrade  # noqa: E402
+from bench.support import fresh_database, libpq, postgres_server  # noqa: E402
 from recpo.db import Database  # noqa: E402
 from registry.identifiers import natural_person_ruc  # noqa: E402
 from registry.models import Transaction  # noqa: E402
@@ -47,7 +45,6 @@ from registry.prices import pen_per_fine_gram  # noqa: E402
 from registry.redflags import Thresholds, evaluate_proposal, run_nightly  # noqa: E402
 
 TARGET_PER_S = 5_000
-LOCAL_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 NOW = dt.datetime(2026, 11, 30, 15, 0, tzinfo=dt.UTC)
 DAYS = 30
 BUYERS = ("20131312955", "20131368829", "20295613620", "20100079501")
@@ -66,34 +63,6 @@ MATERIALS = ("dore",) * 45 + ("sponge",) * 25 + ("native",) * 15 + ("ore",) * 14
 
 def emit(**fields: object) -> None:
     print(json.dumps({"bench": "redflags", **fields}, ensure_ascii=False), flush=True)
-
-
-class FreshDatabase:
-    """A new database on the server, migrated to head; dropped on exit."""
-
-    def __init__(self, server_url: str) -> None:
-        server = make_url(server_url)
-        self.name = f"recpo_bench_{os.getpid()}_{secrets.token_hex(4)}"
-        self.admin_dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
-        self.url = server.set(database=self.name).render_as_string(hide_password=False)
-        self.dsn = make_url(self.url).set(drivername="postgresql").render_as_string(False)
-
-    def __enter__(self) -> FreshDatabase:
-        with psycopg.connect(self.admin_dsn, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
-        try:
-            upgrade(self.url)
-        except BaseException:
-            self._drop()
-            raise
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._drop()
-
-    def _drop(self) -> None:
-        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 # --- seeding ------------------------------------------------------------------------------------
@@ -340,14 +309,12 @@ def main() -> None:
     parser.add_argument("--proposals", type=int, default=300)
     parser.add_argument("--seed", type=int, default=20261130)
     args = parser.parse_args()
-    server = os.environ.get("DATABASE_URL") or LOCAL_SERVER
-    if make_url(server).get_backend_name() != "postgresql":
-        sys.exit(f"DATABASE_URL must name a PostgreSQL server, not {server.split(':')[0]}")
+    server = postgres_server()
     rng = random.Random(args.seed)
 
-    with FreshDatabase(server) as db:
+    with fresh_database(server, "redflags") as url:
         started = time.perf_counter()
-        counts = seed(db.dsn, args.transactions, args.sellers, rng)
+        counts = seed(libpq(url), args.transactions, args.sellers, rng)
         emit(
             measure="setup",
             **counts,
@@ -356,7 +323,7 @@ def main() -> None:
             python=sys.version.split()[0],
             server=make_url(server).render_as_string(hide_password=True).split("@")[-1],
         )
-        database = Database.from_url(db.url)
+        database = Database.from_url(url)
         try:
             report, wall = nightly(database)
             for run in report.runs:

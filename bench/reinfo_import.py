@@ -26,9 +26,7 @@ import argparse
 import csv
 import datetime as dt
 import json
-import os
 import random
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -43,13 +41,12 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import psycopg  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from migrations import upgrade  # noqa: E402
+from bench.support import fresh_database, libpq, postgres_server  # noqa: E402
 from recpo.db import Database  # noqa: E402
 from registry.identifiers import normalise_codigo_unico, ruc_check_digit  # noqa: E402
 from registry.imports import BATCH_SIZE, ImportSummary, import_reinfo  # noqa: E402
 
 TARGET_ROWS_PER_S = 20_000
-LOCAL_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SNAPSHOT = dt.date(2026, 11, 30)
 NOW = dt.datetime(2026, 11, 30, 15, 0, tzinfo=dt.UTC)
 HEADER = ["RUC", "Nombre", "Código Único", "Derecho Minero", "Departamento", "Provincia"]
@@ -133,34 +130,6 @@ def generate(path: Path, rows: int, seed: int = 59489062) -> int:
 
 
 # --- the database ----------------------------------------------------------------------------
-
-
-class FreshDatabase:
-    """A new database on the server, migrated to head; dropped on exit."""
-
-    def __init__(self, server_url: str) -> None:
-        server = make_url(server_url)
-        self.name = f"recpo_bench_{os.getpid()}_{secrets.token_hex(4)}"
-        self.admin_dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
-        self.url = server.set(database=self.name).render_as_string(hide_password=False)
-        self.dsn = make_url(self.url).set(drivername="postgresql").render_as_string(False)
-
-    def __enter__(self) -> FreshDatabase:
-        with psycopg.connect(self.admin_dsn, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
-        try:
-            upgrade(self.url)
-        except BaseException:
-            self._drop()
-            raise
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._drop()
-
-    def _drop(self) -> None:
-        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 def count_rows(dsn: str, snapshot: dt.date | None = None) -> int:
@@ -297,11 +266,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     args = parser.parse_args()
-    server = os.environ.get("DATABASE_URL") or LOCAL_SERVER
-    if make_url(server).get_backend_name() != "postgresql":
-        sys.exit(f"DATABASE_URL must name a PostgreSQL server, not {server.split(':')[0]}")
+    server = postgres_server()
 
-    with tempfile.TemporaryDirectory(prefix="reinfo-bench-") as tmp, FreshDatabase(server) as db:
+    with (
+        tempfile.TemporaryDirectory(prefix="reinfo-bench-") as tmp,
+        fresh_database(server, "reinfo") as url,
+    ):
         big, small = Path(tmp) / "reinfo.csv", Path(tmp) / "reinfo-small.csv"
         rucs = generate(big, args.rows)
         generate(small, args.rows // 10)  # the same generator: the first tenth of `big`
@@ -319,29 +289,29 @@ def main() -> None:
         parsed = parse_baseline(big)
         parse_rate = len(parsed) / (time.perf_counter() - started)
         emit(measure="csv_parse", **_rate(len(parsed), len(parsed) / parse_rate))
-        raw_rate = raw_insert(db.dsn, parsed)
+        raw_rate = raw_insert(libpq(url), parsed)
         del parsed
 
         # Memory of the first import (every row inserted), in children that roll back.
-        small_mem = measure_memory(db.url, small, args.rows // 10, args.batch_size)
-        big_mem = measure_memory(db.url, big, args.rows, args.batch_size)
-        assert count_rows(db.dsn) == 0
+        small_mem = measure_memory(url, small, args.rows // 10, args.batch_size)
+        big_mem = measure_memory(url, big, args.rows, args.batch_size)
+        assert count_rows(libpq(url)) == 0
 
-        first, seconds = timed_import(db.url, big, args.batch_size, SNAPSHOT)
+        first, seconds = timed_import(url, big, args.batch_size, SNAPSHOT)
         emit(measure="import_first", **_rate(first.rows, seconds), **_summary_fields(first))
         first_rate = first.rows / seconds
-        assert first.inserted == args.rows == count_rows(db.dsn), first
+        assert first.inserted == args.rows == count_rows(libpq(url)), first
 
-        again, seconds = timed_import(db.url, big, args.batch_size, SNAPSHOT)
+        again, seconds = timed_import(url, big, args.batch_size, SNAPSHOT)
         emit(measure="import_again", **_rate(again.rows, seconds), **_summary_fields(again))
         again_rate = again.rows / seconds
         assert again.unchanged == args.rows, again
 
         # The usual monthly case: a newer list, mostly the same; every row's snapshot_date moves.
         newer = SNAPSHOT + dt.timedelta(days=30)
-        bumped, seconds = timed_import(db.url, big, args.batch_size, newer)
+        bumped, seconds = timed_import(url, big, args.batch_size, newer)
         emit(measure="import_newer_list", **_rate(bumped.rows, seconds), **_summary_fields(bumped))
-        assert bumped.unchanged == args.rows == count_rows(db.dsn, newer), bumped
+        assert bumped.unchanged == args.rows == count_rows(libpq(url), newer), bumped
 
     extra_rows = args.rows - args.rows // 10
     traced_growth = (big_mem["traced_peak_kib"] - small_mem["traced_peak_kib"]) * 1024

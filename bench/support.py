@@ -1,11 +1,20 @@
-"""What every benchmark shares: JSON-line results next to their baselines, and percentiles."""
+"""What every benchmark shares: JSON-line results, percentiles, and a scratch database."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
+import os
+import secrets
 import sys
+from collections.abc import Iterator
 from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -59,3 +68,42 @@ class Report:
         }
         self.results.append(record)
         print(json.dumps(record, ensure_ascii=False), flush=True)
+
+
+# --- databases --------------------------------------------------------------------------------
+
+LOCAL_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def postgres_server() -> sa.URL:
+    """The PostgreSQL server to benchmark on: DATABASE_URL (as `make bench` sets), else local."""
+    url = make_url(os.environ.get("DATABASE_URL") or LOCAL_SERVER)
+    if url.get_backend_name() != "postgresql":
+        sys.exit(f"DATABASE_URL must name a PostgreSQL server, not {url.get_backend_name()}")
+    return url
+
+
+def libpq(url: sa.URL | str) -> str:
+    """A plain libpq URL (no SQLAlchemy driver name) for psycopg."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def fresh_database(server: sa.URL | str, tag: str) -> Iterator[str]:
+    """Create and migrate a database of our own; drop it afterwards, whatever happened."""
+    from migrations import upgrade
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    server = make_url(server)
+    name = f"recpo_bench_{tag}_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = libpq(server)
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = server.set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        print(f"[bench] dropped database {name}", file=sys.stderr, flush=True)

@@ -54,7 +54,7 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
@@ -64,10 +64,16 @@ import psycopg  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from redis import Redis  # noqa: E402
 from rq import Queue  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
-from bench.support import Report, ms, percentile  # noqa: E402
+from bench.support import (  # noqa: E402
+    Report,
+    fresh_database,
+    libpq,
+    ms,
+    percentile,
+    postgres_server,
+)
 from flows.messages import Channel, Inbound  # noqa: E402
 from gateway import service  # noqa: E402
 from gateway import text as wire  # noqa: E402
@@ -75,7 +81,6 @@ from gateway.channels.twilio import EMPTY_TWIML  # noqa: E402
 from gateway.dispatch import QUEUE_NAME  # noqa: E402
 from gateway.inbound import SLOW_DOWN, text_cost  # noqa: E402
 from gateway.ratelimit import outbound_rate  # noqa: E402
-from migrations import upgrade  # noqa: E402
 from recpo.i18n import DEFAULT_LOCALE, translate  # noqa: E402
 from tests.fakes.twilio_api import FakeTwilioAPI, RecordedRequest  # noqa: E402
 
@@ -103,46 +108,11 @@ emit = REPORT.emit
 # --- services -------------------------------------------------------------------------------
 
 
-def server_url() -> sa.URL:
-    raw = os.environ.get("DATABASE_URL")
-    if not raw:
-        sys.exit("bench/webhook.py: DATABASE_URL is not set (run it through `make bench`)")
-    url = make_url(raw)
-    if url.get_backend_name() != "postgresql":
-        sys.exit(
-            f"bench/webhook.py: DATABASE_URL must name PostgreSQL, not {url.get_backend_name()}"
-        )
-    return url
-
-
 def redis_url() -> str:
     raw = os.environ.get("REDIS_URL")
     if not raw:
         sys.exit("bench/webhook.py: REDIS_URL is not set (run it through `make bench`)")
     return raw
-
-
-def libpq(url: sa.URL | str) -> str:
-    """Return a plain libpq URL (no SQLAlchemy driver name) for psycopg."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@contextlib.contextmanager
-def fresh_database(server: sa.URL, tag: str) -> Iterator[str]:
-    """Create and migrate a database of our own; drop it afterwards, whatever happened."""
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    name = f"recpo_bench_{tag}_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = libpq(server)
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = server.set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        note(f"dropped database {name}")
 
 
 def scratch_redis(url: str) -> Redis:
@@ -951,7 +921,7 @@ def main(argv: list[str] | None = None) -> int:
     paced = args.paced or (60 if args.quick else 200)
     only = set(args.only or ["inbound", "outbound"])
     signal.signal(signal.SIGTERM, _terminate)
-    server = server_url()
+    server = postgres_server()
     redis = redis_url()
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="recpo-bench-webhook-") as tmp:
