@@ -173,6 +173,7 @@ class Transaction(Base):
         sa.Index("ix_transactions_buyer_id", "buyer_id"),
         sa.Index("ix_transactions_seller_id", "seller_id"),
         sa.Index("ix_transactions_created_at", "created_at"),
+        sa.CheckConstraint("length(codigo_unico) = 9", name="codigo_unico_length"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -181,6 +182,9 @@ class Transaction(Base):
     buyer_id: Mapped[int] = mapped_column(sa.ForeignKey("registrants.id"))
     seller_id: Mapped[int] = mapped_column(sa.ForeignKey("registrants.id"))
     seller_ruc: Mapped[str] = mapped_column(sa.String(11))
+    # The mining right (REINFO código único) the seller declares the gold comes from; None on
+    # transactions recorded before it was asked.
+    codigo_unico: Mapped[str | None] = mapped_column(sa.String(9))
     material: Mapped[str] = mapped_column(sa.String(20))
     quantity: Mapped[decimal.Decimal] = mapped_column(sa.Numeric(18, 4))
     unit: Mapped[str] = mapped_column(sa.String(4))
