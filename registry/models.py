@@ -122,6 +122,7 @@ class ReinfoRegistration(Base):
     __tablename__ = "reinfo_registrations"
     __table_args__ = (
         sa.UniqueConstraint("ruc", "codigo_unico"),
+        sa.Index("ix_reinfo_registrations_codigo_unico", "codigo_unico"),  # who holds a right
         sa.CheckConstraint("length(ruc) = 11", name="ruc_length"),
         sa.CheckConstraint("length(codigo_unico) = 9", name="codigo_unico_length"),
     )

@@ -4,6 +4,8 @@
 declares the gold comes from; red flag R2 checks it against the seller's registrations. Nullable:
 transactions recorded before it was asked have none. On PostgreSQL the column is added without a
 rewrite and its check is added NOT VALID, then validated without blocking writers.
+`ix_reinfo_registrations_codigo_unico` finds who holds a mining right (R2's evidence, and whether
+a right's code would name a natural person).
 
 Revision ID: c2b1de312512
 Revises: 066376c6953e
@@ -24,6 +26,12 @@ CHECK = "ck_transactions_codigo_unico_length"
 
 
 def upgrade() -> None:
+    op.create_index(
+        "ix_reinfo_registrations_codigo_unico",
+        "reinfo_registrations",
+        ["codigo_unico"],
+        unique=False,
+    )
     column = sa.Column("codigo_unico", sa.String(length=9), nullable=True)
     if op.get_bind().dialect.name == "postgresql":
         op.add_column("transactions", column)
@@ -42,3 +50,4 @@ def downgrade() -> None:
     with op.batch_alter_table("transactions", schema=None) as batch_op:
         batch_op.drop_constraint(op.f(CHECK), type_="check")
         batch_op.drop_column("codigo_unico")
+    op.drop_index("ix_reinfo_registrations_codigo_unico", table_name="reinfo_registrations")
