@@ -7,7 +7,8 @@ Creates a fresh database on the server named by DATABASE_URL (the local server w
 with their REINFO registrations and phones (a few phones shared by three people), a reference price
 per day, and N transactions spread over the last 30 days (doré, sponge, native gold, ore, some
 mercury; some priced off the reference, some just below the structuring threshold, some declared
-outside the seller's registrations, some sellers suspended since). Then it runs the nightly
+outside the seller's registrations, some from another seller's mining right, some sellers
+suspended since). Then it runs the nightly
 evaluation (`run_nightly`, the whole window, committed) and runs it again (nothing new may be
 raised), and times the on-proposal evaluation of a sample of transactions (rolled back).
 
@@ -98,13 +99,16 @@ def seed(dsn: str, transactions: int, sellers: int, rng: random.Random) -> dict[
         seller_rucs[ident] = natural_person_ruc(dni)
     # Each seller's registrations: one or two places; 3 % of sellers suspended since.
     places: dict[int, list[tuple[str, str, str, str]]] = {}
+    rights: dict[int, list[str]] = {}
     reinfo = []
     for ident, ruc in seller_rucs.items():
         held = rng.sample(PLACES, 2 if rng.random() < 0.3 else 1)
         places[ident] = held
+        rights[ident] = []
         status = "SUSPENDIDO" if rng.random() < 0.03 else "VIGENTE"
         for k, place in enumerate(held):
             codigo = f"{(ident * 7 + k) % 10**9:09d}"
+            rights[ident].append(codigo)
             reinfo.append(
                 (
                     ruc,
@@ -144,7 +148,14 @@ def seed(dsn: str, transactions: int, sellers: int, rng: random.Random) -> dict[
             seller = rng.choice(seller_ids)
             buyer = rng.randint(1, len(BUYERS))
             material = rng.choice(MATERIALS)
-            place = rng.choice(places[seller]) if rng.random() > 0.01 else rng.choice(PLACES)
+            k = rng.randrange(len(places[seller]))
+            place = places[seller][k] if rng.random() > 0.01 else rng.choice(PLACES)
+            # The right declared: the seller's own, but 1 % another seller's, 2 % none (older).
+            codigo = rights[seller][k]
+            if rng.random() < 0.01:
+                codigo = rng.choice(rights[rng.choice(seller_ids)])
+            elif rng.random() < 0.02:
+                codigo = None
             lima_day = (at - dt.timedelta(hours=5)).date()
             lbma, rate = prices[lima_day]
             reference = pen_per_fine_gram(lbma, rate)
@@ -178,6 +189,7 @@ def seed(dsn: str, transactions: int, sellers: int, rng: random.Random) -> dict[
                 buyer,
                 seller,
                 seller_rucs[seller],
+                codigo,
                 material,
                 quantity,
                 unit,
@@ -250,6 +262,7 @@ def seed(dsn: str, transactions: int, sellers: int, rng: random.Random) -> dict[
                 "buyer_id",
                 "seller_id",
                 "seller_ruc",
+                "codigo_unico",
                 "material",
                 "quantity",
                 "unit",

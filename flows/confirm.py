@@ -11,6 +11,16 @@
 A plain SI is enough when exactly one transaction waits for this phone. NO opens a dispute that
 DGFM sees in the console. Confirmation writes the record into the ledger in the same database
 transaction, and both parties get the same receipt code.
+
+The seller of a COMPRA first declares the mining right the gold comes from (`trade.ask_right`):
+
+    > SI 482913
+    < Derecho minero de donde sale el oro: responda 1 para el suyo o escriba otro codigo unico.
+      1 010149108 Rinconada Uno
+    > 1
+    < Confirmado. Recibo 1234 5678 9012 3456.
+
+or at once: ``SI 482913 01-01491-08``.
 """
 
 from __future__ import annotations
@@ -22,11 +32,12 @@ from statemachine import State
 
 from flows.messages import Channel, Reply
 from flows.speech import Speaker
-from flows.trade import ANSWER_YES_NO, describe_goods, goods_data
+from flows.trade import ANSWER_YES_NO, ask_right, describe_goods, goods_data
 from flows.turn import FlowMachine, Turn
 from ledger.receipts import format_code
 from recpo.i18n import N_
 from registry import transactions
+from registry.identifiers import InvalidIdentifier, normalise_codigo_unico
 from registry.models import Transaction
 from registry.transactions import Refusal
 
@@ -40,7 +51,10 @@ REJECTED_BY_OTHER = N_("%(name)s rejected transaction %(code)s. DGFM will review
 
 
 def answer(turn: Turn, yes: bool, words: list[str]) -> None:
-    """SI/NO [code]: confirm or reject what waits for this phone."""
+    """SI/NO [code]: confirm or reject what waits for this phone.
+
+    ``SI <code> <código único>`` also names the mining right, for a seller who knows it.
+    """
     if words:
         code = words[0]
         if not (code.isascii() and code.isdigit() and len(code) == 6):
@@ -60,11 +74,27 @@ def answer(turn: Turn, yes: bool, words: list[str]) -> None:
     if isinstance(found, Refusal):
         turn.reply(turn.say(found.reason, **found.params))
         return
-    decide(turn, found, yes)
+    decide(turn, found, yes, " ".join(words[1:]))
 
 
-def decide(turn: Turn, transaction: Transaction, yes: bool) -> None:
-    """Confirm (ledger, receipt to both) or reject (dispute, both told) the transaction."""
+def decide(turn: Turn, transaction: Transaction, yes: bool, right: str = "") -> None:
+    """Confirm (ledger, receipt to both) or reject (dispute, both told) the transaction.
+
+    The seller of a purchase is asked for the mining right first: the conversation moves to the
+    claim flow's `right` question, and confirmation follows the answer.
+    """
+    if yes and transactions.needs_right(transaction):
+        try:
+            code = normalise_codigo_unico(right) if right else None
+        except InvalidIdentifier as exc:
+            turn.reply(exc.render(turn.say.gettext), final=False)
+            code = None
+        if code is None:
+            turn.data = {"code": transaction.code}
+            ask_right(turn, transaction.seller_ruc)
+            turn.save("claim", "right")
+            return
+        transactions.declare_right(turn.session, transaction, code, turn.now)
     if yes:
         receipt = format_code(
             transactions.confirm(turn.session, transaction, turn.ledger, turn.now)
@@ -85,20 +115,62 @@ def decide(turn: Turn, transaction: Transaction, yes: bool) -> None:
 
 
 class ClaimFlow(FlowMachine):
-    """CODIGO <code>: the buyer sees a declared sale's summary, then answers SI or NO."""
+    """CODIGO <code>: the party who must answer sees the summary, then answers SI or NO.
+
+    A seller confirming a purchase then names the mining right (`right`) before it is confirmed.
+    """
 
     summary = State(initial=True)
+    right = State()
     done = State(final=True)
 
-    answer = summary.to(done, cond="decided", on="settle") | summary.to.itself(on="ask_again")
+    answer = (
+        summary.to(right, cond=["said_yes", "needs_right"])
+        | summary.to(done, cond="decided", on="settle")
+        | summary.to.itself(on="ask_again")
+        | right.to(done, cond="valid", on="settle_with_right")
+        | right.to.itself(on="complain")
+    )
 
     def decided(self, reply: str = "", **_: object) -> bool:
         return reply in {"yes", "no"}
 
-    def settle(self, reply: str = "", **_: object) -> None:
-        found = transactions.find_open(
+    def said_yes(self, reply: str = "", **_: object) -> bool:
+        return reply == "yes"
+
+    def valid(self, error: str | None = None, **_: object) -> bool:
+        return error is None
+
+    def needs_right(self, **_: object) -> bool:
+        found = self._find()
+        return not isinstance(found, Refusal) and transactions.needs_right(found)
+
+    def on_enter_right(self, **_: object) -> None:
+        if not self.asking:
+            return
+        found = self._find()
+        ask_right(self.turn, None if isinstance(found, Refusal) else found.seller_ruc)
+
+    def settle_with_right(self, **_: object) -> None:
+        found = self._find()
+        if isinstance(found, Refusal):
+            self.turn.reply(self.turn.say(found.reason, **found.params))
+            return
+        if found.codigo_unico is None:
+            code = self.turn.data["codigo_unico"]
+            transactions.declare_right(self.turn.session, found, code, self.turn.now)
+        decide(self.turn, found, True)
+
+    def complain(self, error: str | None = None, **_: object) -> None:
+        self.turn.reply(error or "", final=False)
+
+    def _find(self) -> Transaction | Refusal:
+        return transactions.find_open(
             self.turn.session, self.turn.data["code"], self.turn.inbound.phone, self.turn.now
         )
+
+    def settle(self, reply: str = "", **_: object) -> None:
+        found = self._find()
         if isinstance(found, Refusal):
             self.turn.reply(self.turn.say(found.reason, **found.params))
             return

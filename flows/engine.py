@@ -132,7 +132,8 @@ class Conversations:
         new_session = conversation.session_id != inbound.session_id
         conversation.session_id = inbound.session_id
         if new_session and not inbound.text:
-            if conversation.flow in {"purchase", "sale", "language"}:
+            resumable = conversation.flow in {"purchase", "sale", "language"}
+            if resumable or (conversation.flow, conversation.state) == ("claim", "right"):
                 self._machine(turn).resume()  # a dropped session: ask the same question again
                 return
             self._menu(turn)
@@ -237,6 +238,8 @@ class Conversations:
         state = machine.current_state_value
         if flow in {"purchase", "sale"}:
             event = trade.read_answer(turn, flow, state, text, ussd=turn.ussd)
+        elif flow == "claim" and state == "right":
+            event = trade.read_right(turn, text)
         elif flow == "claim":
             event = {"reply": trade.yes_or_no(text)}
         else:

@@ -5,6 +5,11 @@ On the phone, in Spanish (Quechua reads the same way, in Quechua):
     > COMPRA                          > VENTA
     < DNI o RUC del vendedor?         < RUC del comprador?
     > 45678912                        > 20131312955
+                                      < Derecho minero de donde sale el
+                                        oro: responda 1 para el suyo o
+                                        escriba otro codigo unico.
+                                        1 010149108 Rinconada Uno
+                                      > 1
     < Material? 1 Mineral 2 Relave …  < Material? 1 Mineral 2 Relave …
     > 6                               > 6
     < Cantidad de dore (g o kg)?      < Cantidad de dore (g o kg)?
@@ -20,10 +25,19 @@ On the phone, in Spanish (Quechua reads the same way, in Quechua):
     > SI                                codigo 482913 (vale 48 h).
     < Enviado al vendedor. Codigo 482913.
 
+The seller declares the mining right (REINFO código único) the gold comes from: a miner in a
+VENTA right after the buyer's RUC, the seller of a COMPRA after answering SI (`ask_right`, used
+by flows.confirm). A seller with exactly one VIGENTE registration is offered it as option 1; any
+other right may be typed (01-01491-08 or 010149108), and one that is not the seller's is accepted
+and flagged for DGFM (red flag R2). In Quechua: "Maymanta quri hamun derecho minero: qampa
+kaqpaq 1 kutichiy, utaq huk codigo unicota qillqay."
+
 The seller of a COMPRA gets the summary with the code and answers SI 482913 / NO 482913; the
 buyer of a VENTA sends CODIGO 482913, sees the summary and answers SI. One line does it all:
-`COMPRA 45678912 DORE 25.5G 850 5400` jumps straight to the summary. On USSD the same steps are
-numbered screens, and numbers are typed as digits only (12,5 g = 125).
+`COMPRA 45678912 DORE 25.5G 850 5400` jumps straight to the summary (a VENTA line may end with
+the código único; without it a miner's only VIGENTE right is taken, and one with several is
+asked). On USSD the same steps are numbered screens, and numbers are typed as digits only
+(12,5 g = 125).
 """
 
 from __future__ import annotations
@@ -39,7 +53,14 @@ from flows.messages import Choice
 from flows.turn import FlowMachine, Turn
 from recpo.i18n import N_
 from registry import transactions
-from registry.identifiers import InvalidIdentifier, parse_document, parse_ruc
+from registry.identifiers import (
+    Document,
+    InvalidIdentifier,
+    normalise_codigo_unico,
+    parse_document,
+    parse_ruc,
+)
+from registry.lookup import seller_ruc, vigente_rights
 from registry.materials import (
     MATERIALS,
     GradeKind,
@@ -55,6 +76,11 @@ PURCHASE, SALE = "purchase", "sale"
 
 ASK_SELLER = N_("Seller's DNI or RUC?")
 ASK_BUYER = N_("Buyer's RUC?")
+ASK_RIGHT = N_("Código único of the mining right the gold comes from (9 digits)?")
+ASK_RIGHT_DEFAULT = N_(
+    "Mining right the gold comes from: reply 1 for yours, or type another código único."
+)
+RIGHT_NAME_SHOWN = 24  # characters of the mining right's name shown beside its code
 ASK_MATERIAL = N_("Material?")
 ASK_QUANTITY = N_("Quantity of %(material)s (%(units)s)?")
 ASK_QUANTITY_USSD = N_(
@@ -94,6 +120,7 @@ TOKEN_NAMES = {
     3: N_("4th word"),
     4: N_("5th word"),
     5: N_("6th word"),
+    6: N_("7th word"),
 }
 
 
@@ -101,6 +128,7 @@ class TradeFlow(FlowMachine):
     """One declaration, step by step; every answer is checked before the next question."""
 
     party = State(initial=True)
+    right = State()
     material = State()
     quantity = State()
     grade = State()
@@ -109,8 +137,12 @@ class TradeFlow(FlowMachine):
     done = State(final=True)
 
     answer = (
-        party.to(material, cond="valid")
+        party.to(right, cond=["valid", "selling"])
+        | party.to(material, cond="valid")
         | party.to.itself(on="complain")
+        | right.to(summary, cond=["valid", "lot_known"])
+        | right.to(material, cond="valid")
+        | right.to.itself(on="complain")
         | material.to(quantity, cond="valid")
         | material.to.itself(on="complain")
         | quantity.to(price, cond=["valid", "no_grade"])
@@ -124,7 +156,8 @@ class TradeFlow(FlowMachine):
         | summary.to(done, cond="said_no", on="drop")
         | summary.to.itself(on="ask_yes_no")
     )
-    jump = party.to(summary)  # one-line entry: every value given at once
+    # One-line entry: every value given at once (a sale's right may still have to be asked).
+    jump = party.to(summary, cond="right_known") | party.to(right)
 
     def __init__(self, turn: Turn, kind: str, start_value: str | None = None) -> None:
         self.kind = kind
@@ -134,6 +167,15 @@ class TradeFlow(FlowMachine):
 
     def valid(self, error: str | None = None, **_: Any) -> bool:
         return error is None
+
+    def selling(self, **_: Any) -> bool:
+        return self.kind == SALE
+
+    def lot_known(self, **_: Any) -> bool:
+        return "price" in self.turn.data
+
+    def right_known(self, **_: Any) -> bool:
+        return self.kind == PURCHASE or bool(self.turn.data.get("codigo_unico"))
 
     def no_grade(self, **_: Any) -> bool:
         return Material(self.turn.data["material"]).grade_kind is GradeKind.NONE
@@ -152,6 +194,11 @@ class TradeFlow(FlowMachine):
         self.turn.reply(
             self.turn.say(ASK_SELLER if self.kind == PURCHASE else ASK_BUYER), final=False
         )
+
+    def on_enter_right(self, **_: Any) -> None:
+        if not self.asking:
+            return
+        ask_right(self.turn, _own_ruc(self.turn))
 
     def on_enter_material(self, **_: Any) -> None:
         if not self.asking:
@@ -221,7 +268,12 @@ class TradeFlow(FlowMachine):
             )
         else:
             result = transactions.propose_sale(
-                turn.session, turn.inbound.phone, data["party"], goods, turn.now
+                turn.session,
+                turn.inbound.phone,
+                data["party"],
+                goods,
+                turn.now,
+                codigo_unico=data.get("codigo_unico"),
             )
         if isinstance(result, Refusal):
             turn.reply(say(result.reason, **result.params))
@@ -256,6 +308,8 @@ def read_answer(turn: Turn, kind: str, state: str, text: str, ussd: bool) -> dic
     try:
         if state == "party":
             data["party"] = _read_party(turn, kind, text)
+        elif state == "right":
+            data["codigo_unico"] = _read_right(turn, text)
         elif state == "material":
             data["material"] = parsing.parse_material(text).value
         elif state == "quantity":
@@ -301,6 +355,44 @@ def _read_party(turn: Turn, kind: str, text: str) -> str:
     if isinstance(checked, Refusal):
         raise _Refused(turn.say(checked.reason, **checked.params))
     return document.number
+
+
+# --- the mining right ---------------------------------------------------------------------------
+
+
+def ask_right(turn: Turn, ruc: str | None) -> None:
+    """Ask which mining right the gold comes from; a seller's only VIGENTE right is option 1."""
+    rights = vigente_rights(turn.session, ruc) if ruc else []
+    if len(rights) != 1:
+        turn.data.pop("default_right", None)
+        turn.reply(turn.say(ASK_RIGHT), final=False)
+        return
+    [only] = rights
+    turn.data["default_right"] = only.codigo_unico
+    title = f"{only.codigo_unico} {' '.join(only.mining_right.split())[:RIGHT_NAME_SHOWN]}"
+    turn.reply(turn.say(ASK_RIGHT_DEFAULT), choices=(Choice("1", title.strip()),), final=False)
+
+
+def read_right(turn: Turn, text: str) -> dict[str, Any]:
+    """Read the answer to `ask_right` into the data; return the event's arguments."""
+    try:
+        turn.data["codigo_unico"] = _read_right(turn, text)
+    except InvalidIdentifier as exc:
+        return {"error": exc.render(turn.say.gettext)}
+    return {"error": None}
+
+
+def _read_right(turn: Turn, text: str) -> str:
+    default = turn.data.get("default_right")
+    if default and text.strip() == "1":
+        return default
+    return normalise_codigo_unico(text)
+
+
+def _own_ruc(turn: Turn) -> str | None:
+    """The RUC under which the phone's registrant (a miner declaring a sale) is in REINFO."""
+    me = turn.registrant
+    return seller_ruc(Document(me.document_type, me.document_number)) if me else None
 
 
 class _Refused(Exception):
@@ -370,9 +462,11 @@ def describe_goods(say: Any, data: dict[str, Any]) -> str:
 def read_one_line(turn: Turn, kind: str, words: list[str]) -> str | None:
     """Fill the data from `<party> <material> <quantity><unit> <grade> <price>`; return an error."""
     say = turn.say
-    if len(words) != 5:
+    if len(words) != 5 and not (kind == SALE and len(words) == 6):
         return _format_help(say, kind)
     steps = [("party", 0), ("material", 1), ("quantity", 2), ("grade", 3), ("price", 4)]
+    if len(words) == 6:
+        steps.append(("right", 5))
     for state, position in steps:
         text = words[position]
         if state == "grade" and Material(turn.data["material"]).grade_kind is GradeKind.NONE:
@@ -392,6 +486,11 @@ def read_one_line(turn: Turn, kind: str, words: list[str]) -> str | None:
                 + " "
                 + _format_help(say, kind)
             )
+    if kind == SALE and len(words) == 5:
+        ruc = _own_ruc(turn)
+        rights = vigente_rights(turn.session, ruc) if ruc else []
+        if len(rights) == 1:  # no doubt where the gold comes from; else `jump` asks
+            turn.data["codigo_unico"] = rights[0].codigo_unico
     return None
 
 

@@ -117,3 +117,47 @@ def seller_standing(session: Session, document: Document) -> SellerStanding:
     else:
         standing = Standing.EXCLUDED
     return SellerStanding(document, ruc, standing, registrations, as_of)
+
+
+# --- mining rights (código único) ----------------------------------------------------------------
+
+
+def vigente_rights(session: Session, ruc: str) -> list[ReinfoRegistration]:
+    """Return the seller's VIGENTE registrations, by código único: the rights it may sell from."""
+    return list(
+        session.scalars(
+            sa.select(ReinfoRegistration)
+            .where(ReinfoRegistration.ruc == ruc, ReinfoRegistration.status == ReinfoStatus.VIGENTE)
+            .order_by(ReinfoRegistration.codigo_unico)
+        )
+    )
+
+
+def registration_of(session: Session, ruc: str, codigo_unico: str) -> ReinfoRegistration | None:
+    """Return the registration of `ruc` on the mining right `codigo_unico`, whatever its status."""
+    return session.scalar(
+        sa.select(ReinfoRegistration).where(
+            ReinfoRegistration.ruc == ruc, ReinfoRegistration.codigo_unico == codigo_unico
+        )
+    )
+
+
+def rights_naming_no_person(session: Session, codes: set[str] | list[str]) -> set[str]:
+    """Return the codes among `codes` that REINFO lists only under companies (RUC 20).
+
+    REINFO publishes each registration with its holder's RUC and name, so a mining right's code
+    points at its holders: where one is a natural person (RUC 10, 15 or 17) the code is personal
+    data, and where REINFO does not list it, nobody can tell. Only the codes returned here may be
+    shown or published as they are.
+    """
+    codes = {code for code in codes if code}
+    if not codes:
+        return set()
+    person = sa.case((sa.func.substr(ReinfoRegistration.ruc, 1, 2) != "20", 1), else_=0)
+    query = (
+        sa.select(ReinfoRegistration.codigo_unico)
+        .where(ReinfoRegistration.codigo_unico.in_(sorted(codes)))
+        .group_by(ReinfoRegistration.codigo_unico)
+        .having(sa.func.sum(person) == 0)
+    )
+    return set(session.scalars(query))

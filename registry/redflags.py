@@ -21,12 +21,12 @@ The rules, with the defaults of `Thresholds` (all configurable, see there):
 R1  the seller's RUC holds no VIGENTE registration in the current REINFO data. Sellers are
     refused at proposal (`check_seller` flags the refusal); the nightly run re-checks the window's
     transactions against the REINFO list held now (a registration suspended after the sale).
-R2  not evaluated: transactions do not record the mining right (código único) the gold comes
-    from. Their place is copied from a REINFO registration selected by the seller's own RUC, so
-    "the registration used does not belong to the seller" cannot happen and checking it would
-    fake the rule. Needed: ``transactions.codigo_unico`` (String(9), the right declared by the
-    seller, e.g. chosen from a numbered menu of their registrations); R2 is then
-    ``NOT EXISTS (reinfo_registrations WHERE ruc = seller_ruc AND codigo_unico = ...)``.
+R2  the mining right (código único) the seller declared is not one of the seller's REINFO
+    registrations, or that registration is not VIGENTE: gold said to come from someone else's
+    concession (as under a constancia de origen) or from a suspended one. Miners declare the
+    right with a sale; the seller of a purchase declares it before confirming, and R2 runs then
+    (`registry.transactions.declare_right`). Transactions without a declared right (recorded
+    before it was asked) are not judged.
 R3  the transaction's place (ubigeo, else department/province/district by name) matches none of
     the seller's REINFO registrations (sellers with no registration at all are R1's).
 R4  the seller's fine gold over a rolling 30 days, this transaction included, is above the
@@ -392,17 +392,89 @@ def r1_seller_not_vigente(session: Session, scope: Scope, th: Thresholds) -> lis
 
 
 def r2_mining_right_not_linked(session: Session, scope: Scope, th: Thresholds) -> list[Finding]:
-    """R2: not evaluated — transactions carry no código único (see the module docstring).
+    """R2: the declared mining right is not the seller's in REINFO, or not VIGENTE there."""
+    dialect = _dialect(session)
+    declared = REINFO.alias("declared")
+    own, holder = REINFO.alias("own"), REINFO.alias("holder")
+    # Read only for the rows found (few): the seller's VIGENTE rights, and who holds the one named.
+    own_rights = (
+        sa.select(_text_agg(own.c.codigo_unico, dialect))
+        .where(own.c.ruc == TX.c.seller_ruc, own.c.status == ReinfoStatus.VIGENTE)
+        .scalar_subquery()
+    )
+    holders = (
+        sa.select(_text_agg(holder.c.ruc + " " + sa.cast(holder.c.status, sa.String), dialect))
+        .where(holder.c.codigo_unico == TX.c.codigo_unico)
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(
+            TX.c.id,
+            TX.c.seller_ruc,
+            TX.c.codigo_unico,
+            declared.c.status,
+            declared.c.mining_right,
+            declared.c.snapshot_date,
+            own_rights.label("own_rights"),
+            holders.label("holders"),
+        )
+        .select_from(
+            TX.outerjoin(
+                declared,
+                sa.and_(
+                    declared.c.ruc == TX.c.seller_ruc,
+                    declared.c.codigo_unico == TX.c.codigo_unico,
+                ),
+            )
+        )
+        .where(
+            scope.flaggable(TX.c),
+            _live(TX.c),
+            TX.c.codigo_unico.is_not(None),
+            sa.or_(declared.c.id.is_(None), declared.c.status != ReinfoStatus.VIGENTE),
+        )
+    )
+    findings = []
+    for row in session.execute(query):
+        others = [
+            {"ruc": ruc, "status": status}
+            for ruc, _, status in (h.partition(" ") for h in _split(row.holders))
+            if ruc != row.seller_ruc
+        ]
+        if row.status is None:
+            reason = (
+                f"declared mining right {row.codigo_unico} is not registered in REINFO to "
+                f"seller RUC {row.seller_ruc}"
+            )
+            if others:
+                listed = ", ".join(f"{o['ruc']} ({o['status']})" for o in others)
+                reason += f"; REINFO lists it under RUC {listed}"
+            else:
+                reason += "; REINFO lists no registration of that right"
+            standing = "not_linked"
+        else:
+            status = ReinfoStatus(row.status)
+            reason = (
+                f"declared mining right {row.codigo_unico} ({row.mining_right}) is "
+                f"{status.value} in REINFO for seller RUC {row.seller_ruc}"
+            )
+            standing = "suspended" if status is ReinfoStatus.SUSPENDIDO else "excluded"
+        evidence = {
+            "ruc": row.seller_ruc,
+            "codigo_unico": row.codigo_unico,
+            "standing": standing,
+            "declared_status": ReinfoStatus(row.status).value if row.status else None,
+            "seller_vigente_rights": _split(row.own_rights),
+            "other_holders": others,
+            "reinfo_as_of": row.snapshot_date.isoformat() if row.snapshot_date else None,
+        }
+        findings.append(Finding(row.id, "R2", reason[:300], evidence))
+    return findings
 
-    Returns no finding rather than a fake one; `run_nightly` reports the rule as skipped.
-    """
-    return []
 
-
-# Rules that cannot be evaluated on the data held, and why (reported by `run_nightly`).
-NOT_EVALUABLE = {
-    "R2": "transactions carry no código único (mining right) to check against REINFO",
-}
+# Rules that cannot be evaluated on the data held, and why (reported by `run_nightly`); every rule
+# is evaluable now that transactions record the declared mining right (R2).
+NOT_EVALUABLE: dict[str, str] = {}
 
 
 def r3_district_mismatch(session: Session, scope: Scope, th: Thresholds) -> list[Finding]:

@@ -5,6 +5,11 @@ declares a sale (VENTA) and the buyer claims it with its code and confirms. Ever
 may trade lives here: the conversations ask, and get either a transaction or a `Refusal` with a
 reason for the user (translated by the caller) and, where DGFM should know, a red flag.
 
+The seller also declares the mining right (REINFO código único) the gold comes from: a miner
+when declaring a sale, the seller of a purchase before confirming it (`declare_right`). The
+transaction's place is that right's registration when the seller holds it; red flag R2 says when
+the seller does not (or not VIGENTE).
+
 On confirmation the record is appended to the ledger in the same database transaction and both
 parties get the receipt code.
 """
@@ -23,13 +28,20 @@ from sqlalchemy.orm import Session
 
 from recpo.i18n import N_
 from registry.identifiers import Document, DocumentType, dni_from_ruc, natural_person_ruc
-from registry.lookup import Standing, seller_standing
+from registry.lookup import (
+    Standing,
+    registration_of,
+    rights_naming_no_person,
+    seller_standing,
+)
 from registry.models import (
+    Initiator,
     PhoneLink,
     PhoneLinkState,
     RedFlag,
     Registrant,
     RegistrantStatus,
+    ReinfoRegistration,
     Role,
     Transaction,
     TransactionStatus,
@@ -203,28 +215,29 @@ def _create(
     goods: Goods,
     now: dt.datetime,
     ttl: dt.timedelta,
+    codigo_unico: str | None = None,
 ) -> Transaction:
     registration = standing.registrations[0] if standing.registrations else None
+    if codigo_unico is not None:
+        registration = registration_of(session, standing.ruc, codigo_unico) or registration
     transaction = Transaction(
         code=_new_code(session),
         initiator=initiator,
         buyer_id=buyer.id,
         seller_id=seller.id,
         seller_ruc=standing.ruc,
+        codigo_unico=codigo_unico,
         material=goods.material,
         quantity=goods.quantity,
         unit=goods.unit,
         grade=goods.grade,
         fine_gold_g=goods.fine_gold_g,
         price_pen=goods.price_pen,
-        department=registration.department if registration else None,
-        province=registration.province if registration else None,
-        district=registration.district if registration else None,
-        ubigeo=registration.ubigeo if registration else None,
         status=TransactionStatus.PROPOSED,
         created_at=now,
         expires_at=now + ttl,
     )
+    _place_at(transaction, registration)
     session.add(transaction)
     session.flush()
     if goods.material == "mercury":
@@ -238,6 +251,14 @@ def _create(
         )
     evaluate_proposal(session, transaction, now)
     return transaction
+
+
+def _place_at(transaction: Transaction, registration: ReinfoRegistration | None) -> None:
+    """Copy the place of a REINFO registration onto the transaction."""
+    transaction.department = registration.department if registration else None
+    transaction.province = registration.province if registration else None
+    transaction.district = registration.district if registration else None
+    transaction.ubigeo = registration.ubigeo if registration else None
 
 
 def propose_purchase(
@@ -282,8 +303,9 @@ def propose_sale(
     goods: Goods,
     now: dt.datetime,
     ttl: dt.timedelta = DEFAULT_TTL,
+    codigo_unico: str | None = None,
 ) -> Transaction | Refusal:
-    """A miner declares a sale; the buyer claims it with its code and confirms."""
+    """A miner declares a sale from the mining right `codigo_unico`; the buyer confirms it."""
     seller = active_registrant(session, seller_phone)
     if seller is None or seller.role is not Role.MINER:
         return Refusal(NOT_A_SELLER)
@@ -295,7 +317,28 @@ def propose_sale(
     buyer = find_buyer(session, buyer_ruc)
     if isinstance(buyer, Refusal):
         return buyer
-    return _create(session, "seller", buyer, seller, standing, goods, now, ttl)
+    return _create(session, "seller", buyer, seller, standing, goods, now, ttl, codigo_unico)
+
+
+def needs_right(transaction: Transaction) -> bool:
+    """Whether the seller must still declare the mining right (a purchase awaiting the seller)."""
+    return transaction.initiator == Initiator.BUYER and transaction.codigo_unico is None
+
+
+def declare_right(
+    session: Session, transaction: Transaction, codigo_unico: str, now: dt.datetime
+) -> None:
+    """The seller of a purchase names the mining right the gold comes from (before confirming).
+
+    The place becomes that right's registration when the seller holds it, and the rules run
+    again for the transaction (R2 first among them; a flag already raised is not raised again).
+    """
+    transaction.codigo_unico = codigo_unico
+    registration = registration_of(session, transaction.seller_ruc, codigo_unico)
+    if registration is not None:
+        _place_at(transaction, registration)
+    session.flush()
+    evaluate_proposal(session, transaction, now)
 
 
 def may_declare(session: Session, phone: str, sale: bool) -> Refusal | None:
@@ -352,9 +395,14 @@ def find_open(session: Session, code: str, phone: str, now: dt.datetime) -> Tran
     return transaction
 
 
-def ledger_body(transaction: Transaction, ledger: Ledger) -> dict:
-    """Return the public ledger record: goods, place, time; parties only as commitments."""
+def ledger_body(transaction: Transaction, ledger: Ledger, right_is_public: bool = False) -> dict:
+    """Return the public ledger record: goods, place, time; parties only as commitments.
+
+    The mining right is written as it is when `right_is_public` (REINFO lists it only under
+    companies), else as a commitment: the code of a natural person's right names that person.
+    """
     buyer, seller = transaction.buyer, transaction.seller
+    code = transaction.codigo_unico
     return {
         "transaction": transaction.id,
         "material": transaction.material,
@@ -375,6 +423,10 @@ def ledger_body(transaction: Transaction, ledger: Ledger) -> dict:
         "buyer": ledger.commit("buyer", f"{buyer.document_type.value}:{buyer.document_number}"),
         "seller": ledger.commit("seller", f"{seller.document_type.value}:{seller.document_number}"),
         "seller_reinfo_ruc": ledger.commit("ruc", transaction.seller_ruc),
+        "codigo_unico": code if code and right_is_public else None,
+        "codigo_unico_commitment": (
+            ledger.commit("codigo_unico", code) if code and not right_is_public else None
+        ),
         "proposed_at": transaction.created_at.isoformat(),
         "confirmed_at": transaction.decided_at.isoformat() if transaction.decided_at else None,
     }
@@ -384,7 +436,9 @@ def confirm(session: Session, transaction: Transaction, ledger: Ledger, now: dt.
     """Confirm and append to the ledger in this database transaction; return the receipt code."""
     transaction.status = TransactionStatus.CONFIRMED
     transaction.decided_at = now
-    pending = ledger.append(session, LEDGER_KIND, ledger_body(transaction, ledger))
+    code = transaction.codigo_unico
+    public = code is not None and code in rights_naming_no_person(session, {code})
+    pending = ledger.append(session, LEDGER_KIND, ledger_body(transaction, ledger, public))
     transaction.receipt_code = pending.receipt_code
     return pending.receipt_code
 

@@ -323,6 +323,9 @@ class TestConsoleInTheBrowser:
         page.goto(f"/admin/simulator?phone={JUANA.replace('+', '%2B')}&channel=sms")
         page.fill("form.compose input[name=text]", "SI")
         page.click("form.compose button[value=send]")
+        assert "1 010149108 Rinconada Uno" in page.locator(".bubble.theirs").last.inner_text()
+        page.fill("form.compose input[name=text]", "1")  # her only mining right
+        page.click("form.compose button[value=send]")
         shot(page, "10-simulator-seller")
         with live_database.transaction() as session:
             transaction = session.scalars(

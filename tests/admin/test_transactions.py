@@ -144,6 +144,7 @@ class TestSimulatorEndToEnd:
         assert "oro fino 21.68 g" in page
         simulate(client, token, BUYER, "SI")
         simulate(client, token, JUANA, "SI")
+        simulate(client, token, JUANA, "1")  # her mining right, offered as option 1
         with database.transaction() as session:
             transaction = session.scalars(sa.select(Transaction)).one()
             simulated = session.scalars(sa.select(Message.simulated)).all()
@@ -152,7 +153,7 @@ class TestSimulatorEndToEnd:
             ).all()
         assert transaction.status is TransactionStatus.CONFIRMED
         assert simulated and all(simulated)
-        assert len(audited) == 3
+        assert len(audited) == 4
         page = client.get(f"/admin/transactions/{transaction.id}").get_data(as_text=True)
         assert 'class="check verified"' in page
         assert "Índice en el registro" in page

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from flows import commands, confirm, engine, trade
 from flows.engine import Conversations
-from flows.messages import Channel, Inbound, Reply
+from flows.messages import Channel, Choice, Inbound, Reply
 from flows.models import Conversation
 from flows.speech import Speaker
 from ledger import log as ledger_log
@@ -21,7 +21,7 @@ from ledger.note import Signer, generate_signer_key
 from ledger.receipts import format_code, normalise_code
 from registry import transactions
 from registry.demo import seed_demo
-from registry.identifiers import natural_person_ruc
+from registry.identifiers import DocumentType, natural_person_ruc
 from registry.lookup import Standing
 from registry.models import (
     Language,
@@ -29,6 +29,9 @@ from registry.models import (
     PhoneLinkState,
     RedFlag,
     Registrant,
+    ReinfoRegistration,
+    ReinfoStatus,
+    Role,
     Transaction,
     TransactionStatus,
 )
@@ -41,6 +44,8 @@ STRANGER = "+51999888777"
 ORIGIN = "recpo.test/ledger"
 ES, QU = Speaker("es"), Speaker("qu")  # the buyers and strangers speak Spanish, Juana Quechua
 DORE = {"material": "dore", "quantity": "25.5", "unit": "g", "grade": "850", "fine": "21.68"}
+JUANAS_RIGHT = Choice("1", "010149108 Rinconada Uno")  # her only VIGENTE registration
+PEDROS_RIGHT = Choice("1", "070012317 Huepetuhe Dos")  # his other one is EXCLUIDO
 FORMAT_HELP = ES(
     trade.ONE_LINE_FORMAT,
     keyword="COMPRA",
@@ -122,7 +127,11 @@ class TestPurchase:
         assert (transaction.status, transaction.code) == (TransactionStatus.PROPOSED, code)
         assert transaction.district == "ANANEA"
 
-        replies = phones.send(JUANA, "Arí")
+        # The seller names the mining right: her only VIGENTE one is option 1.
+        [question] = phones.send(JUANA, "Arí")
+        assert (question.text, question.choices) == (QU(trade.ASK_RIGHT_DEFAULT), (JUANAS_RIGHT,))
+        assert not question.final
+        replies = phones.send(JUANA, "1")
         assert {r.phone for r in replies} == {BUYER, JUANA}
         receipt = _receipt(phones.last_to(JUANA))
         assert phones.last_to(JUANA) == QU(confirm.CONFIRMED, receipt=format_code(receipt))
@@ -138,8 +147,12 @@ class TestPurchase:
             "25.5",
             "21.68",
         )
-        # Identifiers appear only as commitments.
+        # Identifiers appear only as commitments; so does the right of a natural person.
         assert "45678912" not in entry.entry.decode() and "20131312955" not in entry.entry.decode()
+        assert transaction.codigo_unico == "010149108"
+        assert "010149108" not in entry.entry.decode()
+        assert body["codigo_unico"] is None
+        assert body["codigo_unico_commitment"] == log.commit("codigo_unico", "010149108")
 
         # Anyone can check the receipt.
         answer = phones.send(STRANGER, f"VERIFICAR {receipt}")[0].text
@@ -233,7 +246,9 @@ class TestPurchase:
 class TestSale:
     def test_declared_sale_claimed_and_confirmed_by_the_buyer(self, phones, db_session):
         phones.send(PEDRO, "VENTA")
-        phones.send(PEDRO, "20131312955")
+        [question] = phones.send(PEDRO, "20131312955")
+        assert (question.text, question.choices) == (ES(trade.ASK_RIGHT_DEFAULT), (PEDROS_RIGHT,))
+        assert phones.send(PEDRO, "1")[0].text == ES(trade.ASK_MATERIAL)
         phones.send(PEDRO, "1")
         phones.send(PEDRO, "2 t")
         phones.send(PEDRO, "12 g/t")
@@ -248,10 +263,11 @@ class TestSale:
         claim = phones.send(BUYER, f"CODIGO {code}")[0].text
         seller = "Pedro Huamán Condori"
         assert claim == ES(confirm.CLAIM_SUMMARY, seller=seller, goods=goods, price=price)
-        replies = phones.send(BUYER, "SI")
+        replies = phones.send(BUYER, "SI")  # the buyer is not asked for the right
         assert {r.phone for r in replies} == {BUYER, PEDRO}
         [transaction] = _transactions(db_session)
         assert transaction.status is TransactionStatus.CONFIRMED
+        assert transaction.codigo_unico == "070012317"
 
     def test_sale_to_an_unknown_buyer_is_refused_at_once(self, phones):
         phones.send(PEDRO, "VENTA")
@@ -262,6 +278,188 @@ class TestSale:
         phones.send(PEDRO, "VENTA 20131312955 DORE 10G 900 2500")
         code = _code(phones.send(PEDRO, "SI")[0].text)
         assert phones.send(PEDRO, f"SI {code}")[0].text == ES(transactions.NOT_YOURS, code=code)
+
+
+class TestMiningRight:
+    """The seller declares the código único the gold comes from; R2 checks it against REINFO."""
+
+    def test_a_malformed_code_is_explained_in_the_sellers_language(self, phones):
+        phones.send(JUANA, "VENTA")
+        phones.send(JUANA, "20131312955")
+        [error, again] = phones.send(JUANA, "0101491")
+        assert error.text == QU(
+            "A código único has 9 digits (8 if the leading zero is left out); %(value)s has "
+            "%(count)d.",
+            value="0101491",
+            count=7,
+        )
+        assert again.text == QU(trade.ASK_RIGHT_DEFAULT)  # the question stays
+        error = phones.send(JUANA, "01-0149-1O8")[0].text
+        assert error == QU(
+            "A código único is made of digits only; %(value)s contains %(chars)s.",
+            value="01-0149-1O8",
+            chars="'O'",
+        )
+        assert phones.send(JUANA, "01-01491-08")[0].text == QU(trade.ASK_MATERIAL)
+
+    def test_another_holders_right_is_accepted_and_flagged(self, phones, db_session):
+        phones.send(PEDRO, "VENTA")
+        phones.send(PEDRO, "20131312955")
+        phones.send(PEDRO, "10149108")  # Juana's right, without the leading zero
+        for answer in ("6", "10", "900", "3400"):
+            phones.send(PEDRO, answer)
+        phones.send(PEDRO, "SI")
+        [transaction] = _transactions(db_session)
+        assert transaction.codigo_unico == "010149108"
+        assert transaction.district == "HUEPETUHE"  # not his right: the place of his own
+        flag = db_session.scalars(sa.select(RedFlag).where(RedFlag.rule == "R2")).one()
+        assert flag.transaction_id == transaction.id
+        assert json.loads(flag.evidence)["other_holders"] == [
+            {"ruc": natural_person_ruc("45678912"), "status": "VIGENTE"}
+        ]
+
+    def test_a_seller_with_several_rights_types_it(self, phones, db_session):
+        add_right(db_session, natural_person_ruc("45678912"), "010149109", "PUTINA", "211001")
+        phones.send(JUANA, "VENTA")
+        [question] = phones.send(JUANA, "20131312955")
+        assert (question.text, question.choices) == (QU(trade.ASK_RIGHT), ())
+        error = phones.send(JUANA, "1")[0].text  # no option 1 to pick
+        assert error == QU(
+            "A código único has 9 digits (8 if the leading zero is left out); %(value)s has "
+            "%(count)d.",
+            value="1",
+            count=1,
+        )
+        phones.send(JUANA, "010149109")
+        for answer in ("6", "10", "900", "3400", "SI"):
+            phones.send(JUANA, answer)
+        [transaction] = _transactions(db_session)
+        assert (transaction.codigo_unico, transaction.district) == ("010149109", "PUTINA")
+        assert db_session.scalars(sa.select(RedFlag.rule)).all() == []
+
+    def test_one_line_sale_takes_the_only_right_or_a_seventh_word(self, phones, db_session):
+        phones.send(PEDRO, "VENTA 20131312955 DORE 10G 900 2500")
+        assert phones.send(PEDRO, "SI")[0].text.startswith(ES(trade.SALE_DECLARED)[:10])
+        summary = phones.send(PEDRO, "VENTA 20131312955 DORE 10G 900 2500 07-00123-18")[0].text
+        assert summary.startswith(ES(trade.SUMMARY_SALE)[:5])
+        phones.send(PEDRO, "SI")
+        bad = phones.send(PEDRO, "VENTA 20131312955 DORE 10G 900 2500 7001231")[0].text
+        assert f"({ES.gettext(trade.TOKEN_NAMES[6])}) " in bad
+        first, second = _transactions(db_session)
+        assert (first.codigo_unico, second.codigo_unico) == ("070012317", "070012318")
+        # His EXCLUIDO right: R2 (the seller is still VIGENTE through the other one).
+        flags = db_session.execute(sa.select(RedFlag.transaction_id, RedFlag.rule)).all()
+        assert [tuple(f) for f in flags] == [(second.id, "R2")]
+
+    def test_one_line_sale_asks_a_seller_with_several_rights(self, phones, db_session):
+        add_right(db_session, natural_person_ruc("45678912"), "010149109")
+        answer = phones.send(JUANA, "VENTA 20131312955 DORE 10G 900 2500")[0].text
+        assert answer == QU(trade.ASK_RIGHT)
+        assert phones.send(JUANA, "010149108")[0].text.startswith(QU(trade.SUMMARY_SALE)[:5])
+
+    def test_a_purchase_is_only_asked_of_the_seller_and_no_needs_none(self, phones, db_session):
+        phones.send(BUYER, "COMPRA 45678912 DORE 25.5G 850 5400")
+        phones.send(BUYER, "SI")
+        code = _code(phones.last_to(BUYER))
+        phones.send(JUANA, f"NO {code}")
+        [transaction] = _transactions(db_session)
+        assert (transaction.status, transaction.codigo_unico) == (TransactionStatus.DISPUTED, None)
+
+    def test_the_seller_of_a_purchase_may_name_anothers_right(self, phones, db_session):
+        phones.send(BUYER, "COMPRA 45678912 DORE 25.5G 850 5400")
+        phones.send(BUYER, "SI")
+        code = _code(phones.last_to(BUYER))
+        assert phones.send(JUANA, f"SI {code}")[0].text == QU(trade.ASK_RIGHT_DEFAULT)
+        assert phones.send(JUANA, "SALIR")[0].text == QU(commands.ENDED)
+        [transaction] = _transactions(db_session)
+        assert transaction.status is TransactionStatus.PROPOSED  # nothing confirmed yet
+        phones.send(JUANA, f"SI {code}")
+        replies = phones.send(JUANA, "070012317")  # Pedro's right
+        assert {r.phone for r in replies} == {BUYER, JUANA}
+        [transaction] = _transactions(db_session)
+        assert (transaction.status, transaction.codigo_unico) == (
+            TransactionStatus.CONFIRMED,
+            "070012317",
+        )
+        assert transaction.district == "ANANEA"
+        rules = db_session.scalars(
+            sa.select(RedFlag.rule).where(RedFlag.transaction_id == transaction.id)
+        ).all()
+        assert rules == ["R2"]
+
+    def test_the_seller_may_name_the_right_with_the_answer(self, phones, db_session):
+        phones.send(BUYER, "COMPRA 45678912 DORE 25.5G 850 5400")
+        phones.send(BUYER, "SI")
+        code = _code(phones.last_to(BUYER))
+        [error, question] = phones.send(JUANA, f"SI {code} 0101")
+        assert error.text == QU(
+            "A código único has 9 digits (8 if the leading zero is left out); %(value)s has "
+            "%(count)d.",
+            value="0101",
+            count=4,
+        )
+        assert question.text == QU(trade.ASK_RIGHT_DEFAULT)
+        replies = phones.send(JUANA, f"ARI {code} 01-01491-08")
+        assert {r.phone for r in replies} == {BUYER, JUANA}
+        [transaction] = _transactions(db_session)
+        assert (transaction.status, transaction.codigo_unico) == (
+            TransactionStatus.CONFIRMED,
+            "010149108",
+        )
+
+    def test_a_companys_right_goes_into_the_ledger_as_it_is(
+        self, phones, db_session, database, log
+    ):
+        company = "20100070970"
+        add_right(db_session, company, "050004511", "SANCOS", "050621")
+        db_session.add(
+            Registrant(
+                role=Role.MINER,
+                document_type=DocumentType.RUC,
+                document_number=company,
+                name="Minera Sancos S.A.C.",
+                language=Language.SPANISH,
+                created_at=phones.clock.now(),
+                updated_at=phones.clock.now(),
+                phones=[
+                    PhoneLink(
+                        phone="+51987000031",
+                        state=PhoneLinkState.ACTIVE,
+                        requested_at=phones.clock.now(),
+                    )
+                ],
+            )
+        )
+        db_session.commit()
+        phones.send("+51987000031", "VENTA 20131312955 DORE 10G 900 2500")
+        code = _code(phones.send("+51987000031", "SI")[0].text)
+        phones.send(BUYER, f"CODIGO {code}")
+        phones.send(BUYER, "SI")
+        log.sequence(database)
+        [transaction] = _transactions(db_session)
+        body = json.loads(ledger_log.find_receipt(db_session, transaction.receipt_code).entry)
+        assert body["body"]["codigo_unico"] == "050004511"
+        assert body["body"]["codigo_unico_commitment"] is None
+
+
+def add_right(session, ruc: str, codigo: str, district: str = "PUTINA", ubigeo: str = "211001"):
+    """Give `ruc` one more VIGENTE registration (in the province of the demo's Ananea)."""
+    session.add(
+        ReinfoRegistration(
+            ruc=ruc,
+            codigo_unico=codigo,
+            holder_name="HOLDER",
+            mining_right=f"Derecho {district.title()}",
+            department="PUNO" if ubigeo.startswith("21") else "AYACUCHO",
+            province="SAN ANTONIO DE PUTINA" if ubigeo.startswith("21") else "LUCANAS",
+            district=district,
+            ubigeo=ubigeo,
+            status=ReinfoStatus.VIGENTE,
+            snapshot_date=dt.date(2026, 11, 30),
+            updated_at=dt.datetime(2026, 11, 30, tzinfo=dt.UTC),
+        )
+    )
+    session.commit()
 
 
 class TestGrammar:
@@ -324,3 +522,28 @@ class TestUssd:
         assert done.final
         [transaction] = _transactions(db_session)
         assert str(transaction.quantity.normalize()) == "25.5"
+
+    def test_the_seller_confirms_by_code_and_names_the_right_with_one_key(self, phones, db_session):
+        phones.send(BUYER, "COMPRA 45678912 DORE 25.5G 850 5400")
+        phones.send(BUYER, "SI")
+        code = _code(phones.last_to(BUYER))
+        self._ussd(phones, JUANA, "s2", "")
+        self._ussd(phones, JUANA, "s2", "3")
+        self._ussd(phones, JUANA, "s2", code)  # the summary
+        question = self._ussd(phones, JUANA, "s2", "1")  # 1 = yes
+        assert (question.text, question.choices) == (QU(trade.ASK_RIGHT_DEFAULT), (JUANAS_RIGHT,))
+        assert not question.final
+        # The session drops; dialling again asks the same question.
+        again = self._ussd(phones, JUANA, "s3", "")
+        assert (again.text, again.choices, again.final) == (question.text, question.choices, False)
+        [done] = [
+            r for r in phones.send(JUANA, "1", Channel.USSD, session_id="s3") if r.phone == JUANA
+        ]
+        assert done.final and done.text == QU(
+            confirm.CONFIRMED, receipt=format_code(_transactions(db_session)[0].receipt_code)
+        )
+        [transaction] = _transactions(db_session)
+        assert (transaction.status, transaction.codigo_unico) == (
+            TransactionStatus.CONFIRMED,
+            "010149108",
+        )

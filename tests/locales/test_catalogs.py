@@ -359,6 +359,12 @@ def _cases(ussd: bool = False) -> Iterator:
                 yield pytest.param(lang, msgid, lot, id=f"{lang}-{label}-{msgid[:40]}", marks=marks)
 
 
+# The mining right offered as option 1: its code and the start of a long REINFO name.
+RIGHT_CHOICE = Choice(
+    "1", "010149108 " + "ACUMULACION RINCONADA NRO 1 DE ANANEA"[: trade.RIGHT_NAME_SHOWN]
+)
+
+
 def _ussd_yes_no(say: Speaker) -> tuple[Choice, ...]:
     return (Choice("1", say.gettext(turn.YES)), Choice("2", say.gettext(turn.NO)))
 
@@ -381,6 +387,7 @@ def screens(lang: str, goods: dict) -> dict[str, str]:
             say(commands.ASK_LANGUAGE),
             [Choice(str(n), v) for n, v in enumerate(commands.LANGUAGE_NAMES.values(), start=1)],
         ),
+        "mining right with its default": with_choices(say(trade.ASK_RIGHT_DEFAULT), [RIGHT_CHOICE]),
         "purchase summary": with_choices(render(lang, trade.SUMMARY_PURCHASE, goods), yes_no),
         "sale summary": with_choices(render(lang, trade.SUMMARY_SALE, goods), yes_no),
         "claim summary": with_choices(render(lang, confirm.CLAIM_SUMMARY, goods), yes_no),
@@ -425,6 +432,7 @@ class TestSmsBudget:
         for text in (
             with_choices(say(trade.ASK_MATERIAL), materials),
             screens(lang, CARBON)["language"],
+            with_choices(say(trade.ASK_RIGHT_DEFAULT), [RIGHT_CHOICE]),
         ):
             sent = cost(fold_for_sms(text))
             assert (sent.encoding, sent.segments) == (Encoding.GSM7, 1), text
@@ -517,7 +525,10 @@ class TestQuechuaSeller:
             code=code,
         )
 
-        replies = phones.send(JUANA, "Arí")
+        [question] = phones.send(JUANA, "Arí")  # then the mining right, in Quechua too
+        assert question.text == qu(trade.ASK_RIGHT_DEFAULT) != es(trade.ASK_RIGHT_DEFAULT)
+        assert question.choices == (Choice("1", "010149108 Rinconada Uno"),)
+        replies = phones.send(JUANA, "1")
         assert {r.phone for r in replies} == {BUYER, JUANA}
         db_session.expire_all()
         [transaction] = db_session.scalars(sa.select(Transaction)).all()

@@ -33,7 +33,13 @@ from registry.models import (
 )
 from registry.prices import ReferencePrice, pen_per_fine_gram
 from registry.redflags import Scope, Thresholds, evaluate, evaluate_proposal, record, run_nightly
-from registry.transactions import Goods, propose_purchase
+from registry.transactions import (
+    Goods,
+    declare_right,
+    needs_right,
+    propose_purchase,
+    propose_sale,
+)
 
 NOW = dt.datetime(2026, 11, 30, 15, 0, tzinfo=dt.UTC)  # 10:00 in Lima
 TH = Thresholds()
@@ -156,6 +162,7 @@ class World:
         material: str = "dore",
         place: tuple[str, str, str, str | None] | None = ANANEA,
         status: TransactionStatus = TransactionStatus.CONFIRMED,
+        codigo_unico: str | None = None,
     ) -> Transaction:
         seller = seller or self.juana
         fine_g = Decimal(fine) if fine is not None else None
@@ -168,6 +175,7 @@ class World:
             buyer_id=(buyer or self.buyer).id,
             seller_id=seller.id,
             seller_ruc=seller_ruc or self.rucs[seller.id],
+            codigo_unico=codigo_unico,
             material=material,
             quantity=fine_g or Decimal(2),
             unit="g" if fine_g is not None else "kg",
@@ -295,12 +303,113 @@ class TestR1SellerNotVigente:
 
 
 class TestR2MiningRight:
-    def test_not_evaluated_and_says_why(self, world):
-        world.trade(days_ago(1))
+    def test_the_sellers_own_vigente_right_is_not_flagged(self, world):
+        world.trade(days_ago(1), codigo_unico="010149108")
+        world.trade(days_ago(1), seller=world.pedro, place=HUEPETUHE, codigo_unico="070012317")
         assert flagged(world.session, "R2") == {}
-        assert "código único" in redflags.NOT_EVALUABLE["R2"]
+
+    def test_no_declared_right_is_not_judged(self, world):
+        world.trade(days_ago(1), codigo_unico=None)
+        assert flagged(world.session, "R2") == {}
         report = run_nightly(world.session, NOW, 30, TH, ["R2"])
-        assert [(run.rule, run.evaluable, run.new) for run in report.runs] == [("R2", False, 0)]
+        assert [(run.rule, run.evaluable, run.new) for run in report.runs] == [("R2", True, 0)]
+        assert redflags.NOT_EVALUABLE == {}
+
+    def test_another_holders_right_is_flagged_naming_the_holder(self, world):
+        sold = world.trade(days_ago(1), codigo_unico="070012317")  # Pedro's right
+        finding = flagged(world.session, "R2")[sold.id]
+        assert finding.reason == (
+            f"declared mining right 070012317 is not registered in REINFO to seller RUC "
+            f"{JUANA_RUC}; REINFO lists it under RUC {PEDRO_RUC} (VIGENTE)"
+        )
+        assert finding.evidence == {
+            "ruc": JUANA_RUC,
+            "codigo_unico": "070012317",
+            "standing": "not_linked",
+            "declared_status": None,
+            "seller_vigente_rights": ["010149108"],
+            "other_holders": [{"ruc": PEDRO_RUC, "status": "VIGENTE"}],
+            "reinfo_as_of": None,
+        }
+
+    def test_a_right_reinfo_does_not_list_is_flagged(self, world):
+        sold = world.trade(days_ago(1), codigo_unico="099999999")
+        finding = flagged(world.session, "R2")[sold.id]
+        assert finding.reason.endswith("; REINFO lists no registration of that right")
+        assert finding.evidence["other_holders"] == []
+
+    @pytest.mark.parametrize(
+        ("status", "standing"),
+        [(ReinfoStatus.SUSPENDIDO, "suspended"), (ReinfoStatus.EXCLUIDO, "excluded")],
+    )
+    def test_the_sellers_right_not_vigente_is_flagged(self, world, status, standing):
+        registration(world.session, JUANA_RUC, "010149109", PUTINA, status)
+        sold = world.trade(days_ago(1), place=PUTINA, codigo_unico="010149109")
+        finding = flagged(world.session, "R2")[sold.id]
+        assert finding.reason == (
+            f"declared mining right 010149109 (RIGHT 010149109) is {status.value} in REINFO "
+            f"for seller RUC {JUANA_RUC}"
+        )
+        assert finding.evidence["standing"] == standing
+        assert finding.evidence["declared_status"] == status.value
+        assert finding.evidence["seller_vigente_rights"] == ["010149108"]
+        assert finding.evidence["reinfo_as_of"] == NOW.date().isoformat()
+        assert flagged(world.session, "R1") == {}  # the seller still holds a VIGENTE right
+
+    def test_only_live_transactions_in_the_window(self, world):
+        world.trade(days_ago(1), codigo_unico="099999999", status=TransactionStatus.EXPIRED)
+        world.trade(days_ago(31), codigo_unico="099999999")
+        assert flagged(world.session, "R2") == {}
+
+    def test_a_sale_declared_from_anothers_right_is_flagged_at_proposal(self, world):
+        registration(world.session, JUANA_RUC, "010149109", PUTINA)
+        link(world.session, world.buyer2, "+51987000002")
+        lot = goods("20", "7600")
+        own = propose_sale(
+            world.session, JUANA_PHONE, BUYER_RUC, lot, NOW, codigo_unico="010149109"
+        )
+        assert isinstance(own, Transaction), str(own)
+        assert (own.codigo_unico, own.district) == ("010149109", "PUTINA")  # the right's place
+        other = propose_sale(
+            world.session, JUANA_PHONE, BUYER_RUC, lot, NOW, codigo_unico="070012317"
+        )
+        assert isinstance(other, Transaction), str(other)
+        assert other.district == "ANANEA"  # not the seller's: the place of its first right
+        raised = stored_flags(world.session)
+        assert (other.id, "R2") in raised and (own.id, "R2") not in raised
+
+    def test_the_seller_of_a_purchase_declares_it_before_confirming(self, world):
+        registration(world.session, JUANA_RUC, "010149109", PUTINA)
+        made = propose_purchase(
+            world.session,
+            BUYER_PHONE,
+            Document(DocumentType.DNI, JUANA_DNI),
+            goods("20", "7600"),
+            NOW,
+        )
+        assert isinstance(made, Transaction), str(made)
+        assert needs_right(made) and made.district == "ANANEA"
+        declare_right(world.session, made, "010149109", NOW + dt.timedelta(minutes=5))
+        assert not needs_right(made)
+        assert (made.codigo_unico, made.district, made.ubigeo) == ("010149109", "PUTINA", "211001")
+        assert (made.id, "R2") not in stored_flags(world.session)
+
+        again = propose_purchase(
+            world.session,
+            BUYER_PHONE,
+            Document(DocumentType.DNI, JUANA_DNI),
+            goods("20", "7600"),
+            NOW,
+        )
+        declare_right(world.session, again, "070012317", NOW + dt.timedelta(minutes=5))
+        assert again.district == "ANANEA"  # unchanged: the right is not hers
+        [flag] = world.session.scalars(
+            sa.select(RedFlag).where(RedFlag.transaction_id == again.id, RedFlag.rule == "R2")
+        )
+        assert json.loads(flag.evidence)["other_holders"] == [
+            {"ruc": PEDRO_RUC, "status": "VIGENTE"}
+        ]
+        assert run_nightly(world.session, NOW + dt.timedelta(hours=1), 30, TH, ["R2"]).new == 0
 
 
 # --- R3 -------------------------------------------------------------------------------------------
@@ -655,6 +764,7 @@ def busy_month(world: World) -> None:
     world.trade(days_ago(3), seller=world.pedro, fine="10", price_pen="1000")  # R8
     world.trade(days_ago(2), fine=None, material="mercury", price_pen="900")  # R7
     world.trade(days_ago(1), seller=world.company, fine="10")
+    world.trade(days_ago(1, hours=1), codigo_unico="040155607")  # R2: the company's right
     world.session.execute(
         sa.update(ReinfoRegistration)
         .where(ReinfoRegistration.ruc == COMPANY_RUC)
@@ -671,9 +781,9 @@ class TestRecording:
         busy_month(world)
         first = run_nightly(world.session, NOW, 30, TH)
         rules = {rule for _, rule in stored_flags(world.session)}
-        assert rules == {"R1", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R10"}
+        assert rules == {"R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R10"}
         assert first.new == len(stored_flags(world.session))
-        assert first.transactions == 11
+        assert first.transactions == 12
         again = run_nightly(world.session, NOW, 30, TH)
         assert again.new == 0
         assert sum(run.found for run in again.runs) == first.new
@@ -759,6 +869,8 @@ def proposals(world: World) -> None:
     elsewhere = world.trade(days_ago(2, hours=2), place=HUEPETUHE)  # R3
     evaluate_proposal(world.session, elsewhere, elsewhere.created_at, TH)
     propose(world, days_ago(2), goods("20", "7600"))
+    mixed = propose(world, days_ago(6), goods("20", "7600"), seller=PEDRO_DNI)
+    declare_right(world.session, mixed, "010149108", days_ago(6))  # R2: Juana's right
     propose(world, days_ago(1), goods("20", "7600"), seller=PEDRO_DNI)  # nothing
 
 
@@ -766,7 +878,16 @@ class TestProposalAndNightlyAgree:
     def test_proposal_flags_equal_nightly_flags(self, world):
         proposals(world)
         on_proposal = stored_flags(world.session)
-        assert {rule for _, rule in on_proposal} == {"R3", "R4", "R5", "R7", "R8", "R9", "R10"}
+        assert {rule for _, rule in on_proposal} == {
+            "R2",
+            "R3",
+            "R4",
+            "R5",
+            "R7",
+            "R8",
+            "R9",
+            "R10",
+        }
         world.session.execute(sa.delete(RedFlag))
         report = run_nightly(world.session, NOW, 30, TH)
         assert stored_flags(world.session) == on_proposal
@@ -807,7 +928,7 @@ class TestSqlite:
             proposals(World(session))
             on_proposal = stored_flags(session)
             rules = {rule for _, rule in on_proposal}
-            assert rules == {"R3", "R4", "R5", "R7", "R8", "R9", "R10"}
+            assert rules == {"R2", "R3", "R4", "R5", "R7", "R8", "R9", "R10"}
             session.execute(sa.delete(RedFlag))
             assert run_nightly(session, NOW, 30, TH).new == len(on_proposal)
             assert stored_flags(session) == on_proposal
@@ -817,7 +938,7 @@ class TestSqlite:
             busy_month(World(session))
             first = run_nightly(session, NOW, 30, TH)
             rules = {rule for _, rule in stored_flags(session)}
-            assert rules == {"R1", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R10"}
+            assert rules == {"R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R10"}
             assert run_nightly(session, NOW, 30, TH).new == 0
         with sqlite_database.transaction() as session:
             count = session.scalar(sa.select(sa.func.count()).select_from(RedFlag))
@@ -835,7 +956,7 @@ class TestCommand:
         result = runner.invoke(args=["registry", "flags", "run", "--since", "30"])
         assert result.exit_code == 0, result.output
         assert "R7: 1 new flag(s), 1 found" in result.output
-        assert "R2: not evaluated: transactions carry no código único" in result.output
+        assert "R2: 0 new flag(s), 0 found" in result.output
         assert result.output.rstrip().splitlines()[-1].startswith("1 new flag(s)")
         again = runner.invoke(args=["registry", "flags", "run"])
         assert "R7: 0 new flag(s), 1 found" in again.output
