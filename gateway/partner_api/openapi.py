@@ -174,6 +174,20 @@ TRANSACTION_FIELDS = {
     "province": NULLABLE_TEXT,
     "district": NULLABLE_TEXT,
     "ubigeo": NULLABLE_TEXT,
+    "mining_right_declared": {
+        "type": "boolean",
+        "description": "Whether the seller declared the mining right the gold comes from "
+        "(transactions recorded before it was asked have none).",
+    },
+    "codigo_unico": {
+        "type": ["string", "null"],
+        "pattern": "^[0-9]{9}$",
+        "description": "The declared mining right: its REINFO código único (9 digits). "
+        "Null when none was declared, and without `personal_data` when REINFO lists the "
+        "right under a natural person (the code would name its holder); a right listed only "
+        "under companies (RUC 20) is always shown. Red flag R2 says when it is not the "
+        "seller's, or not VIGENTE.",
+    },
     "proposed_at": TIME,
     "decided_at": NULLABLE_TIME,
     "receipt_code": {

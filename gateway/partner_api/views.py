@@ -6,7 +6,8 @@ is lost on the way; times are ISO 8601 in UTC; date filters are calendar days in
 
 Names, document numbers and phones (and a flag's evidence) appear only for tokens holding the
 ``personal_data`` scope; without it, digit runs that could be a DNI, RUC or phone are masked in a
-flag's reason.
+flag's reason, and a transaction's mining right (código único) is shown only when REINFO lists it
+under companies alone (a natural person's right names its holder in the public REINFO list).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from registry.identifiers import (
     parse_document,
     parse_ruc,
 )
-from registry.lookup import seller_standing
+from registry.lookup import rights_naming_no_person, seller_standing
 from registry.materials import Material
 from registry.models import (
     FlagStatus,
@@ -92,7 +93,8 @@ def _party(registrant: Registrant, personal: bool, reinfo_ruc: str | None = None
     return party
 
 
-def _transaction(t: Transaction, rules: list[str], personal: bool) -> dict:
+def _transaction(t: Transaction, rules: list[str], personal: bool, public: set[str]) -> dict:
+    shown = t.codigo_unico if personal or t.codigo_unico in public else None
     return {
         "id": t.id,
         "status": t.status.value,
@@ -107,6 +109,8 @@ def _transaction(t: Transaction, rules: list[str], personal: bool) -> dict:
         "province": t.province,
         "district": t.district,
         "ubigeo": t.ubigeo,
+        "mining_right_declared": t.codigo_unico is not None,
+        "codigo_unico": shown,
         "proposed_at": _time(t.created_at),
         "decided_at": _time(t.decided_at),
         "receipt_code": t.receipt_code,
@@ -115,6 +119,14 @@ def _transaction(t: Transaction, rules: list[str], personal: bool) -> dict:
         "buyer": _party(t.buyer, personal),
         "seller": _party(t.seller, personal, reinfo_ruc=t.seller_ruc),
     }
+
+
+def _public_rights(transactions: list[Transaction], personal: bool) -> set[str]:
+    """The declared rights among `transactions` that name no natural person (one query)."""
+    if personal:
+        return set()
+    codes = {t.codigo_unico for t in transactions if t.codigo_unico}
+    return rights_naming_no_person(request_session(), codes)
 
 
 def _flag_rules(transaction_ids: list[int]) -> dict[int, list[str]]:
@@ -229,7 +241,8 @@ def transactions() -> Response:
     )
     rules = _flag_rules([t.id for t in rows[:limit]])
     personal = personal_data()
-    data = [_transaction(t, rules.get(t.id, []), personal) for t in rows[:limit]]
+    public = _public_rights(rows[:limit], personal)
+    data = [_transaction(t, rules.get(t.id, []), personal, public) for t in rows[:limit]]
     return _page(rows, limit, "transactions", data)
 
 
@@ -245,7 +258,9 @@ def transaction(transaction_id: int) -> Response:
     if found is None:
         raise Problem("not-found", f"no transaction {transaction_id}")
     rules = _flag_rules([found.id])
-    return json_response(_transaction(found, rules.get(found.id, []), personal_data()))
+    personal = personal_data()
+    public = _public_rights([found], personal)
+    return json_response(_transaction(found, rules.get(found.id, []), personal, public))
 
 
 # --- registrants --------------------------------------------------------------------------------

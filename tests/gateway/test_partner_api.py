@@ -20,6 +20,7 @@ from registry.models import (
     Initiator,
     RedFlag,
     Registrant,
+    ReinfoRegistration,
     Transaction,
     TransactionStatus,
 )
@@ -374,6 +375,8 @@ class TestTransactions:
             "province": "SAN ANTONIO DE PUTINA",
             "district": "ANANEA",
             "ubigeo": "211002",
+            "mining_right_declared": False,  # recorded before sellers were asked
+            "codigo_unico": None,
             "proposed_at": "2026-11-26T17:00:00Z",
             "decided_at": "2026-11-26T17:05:00Z",
             "receipt_code": None,
@@ -454,6 +457,53 @@ class TestTransactions:
         body = client.get(f"/api/v1/transactions/{ident}", headers=headers).json
         assert body["id"] == ident
         assert (body["department"], body["flag_rules"]) == ("MADRE DE DIOS", ["R3"])
+
+    def test_a_natural_persons_mining_right_only_with_personal_data(
+        self, client, market, token, database
+    ):
+        with database.transaction() as session:
+            session.get(Transaction, market.transactions["dore-24"]).codigo_unico = "010149108"
+        ident = market.transactions["dore-24"]
+        plain = client.get(f"/api/v1/transactions/{ident}", headers=token("transactions:read"))
+        assert (plain.json["mining_right_declared"], plain.json["codigo_unico"]) == (True, None)
+        assert "010149108" not in plain.get_data(as_text=True)
+        full = client.get(
+            f"/api/v1/transactions/{ident}", headers=token("transactions:read,personal_data")
+        )
+        assert full.json["codigo_unico"] == "010149108"
+
+    def test_a_companys_mining_right_is_shown_to_every_token(
+        self, client, market, token, database, clock
+    ):
+        with database.transaction() as session:
+            session.add(
+                ReinfoRegistration(
+                    ruc="20100070970",
+                    codigo_unico="050004511",
+                    holder_name="MINERA SANCOS S.A.C.",
+                    mining_right="Sancos Uno",
+                    department="AYACUCHO",
+                    province="LUCANAS",
+                    district="SANCOS",
+                    ubigeo="050621",
+                    status="VIGENTE",
+                    snapshot_date=clock.now().date(),
+                    updated_at=clock.now(),
+                )
+            )
+            for label in ("dore-23", "dore-24"):
+                session.get(Transaction, market.transactions[label]).codigo_unico = "050004511"
+            session.get(Transaction, market.transactions["dore-25"]).codigo_unico = "010149108"
+        body = client.get(
+            f"/api/v1/transactions?department=PUNO&{PUNO_WEEK}", headers=token("transactions:read")
+        ).json
+        shown = {item["id"]: item["codigo_unico"] for item in body["data"] if item["codigo_unico"]}
+        assert shown == {
+            market.transactions["dore-23"]: "050004511",
+            market.transactions["dore-24"]: "050004511",
+        }
+        declared = [item["id"] for item in body["data"] if item["mining_right_declared"]]
+        assert declared == sorted(market.ids("dore-23", "dore-24", "dore-25"))
 
     @pytest.mark.parametrize("ident", ["999999", "99999999999999999999999", "0"])
     def test_missing_transaction_is_404(self, client, market, token, ident):
