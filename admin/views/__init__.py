@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from admin.views import (  # noqa: F401 - imported for their routes
+    api_tokens,
     auth,
     dashboard,
     exports,

@@ -20,6 +20,7 @@ SAMPLE_ARGS = {
     "transaction_id": 1,
     "link_id": 1,
     "user_id": 1,
+    "token_id": 1,
     "step": "take",
     "_rest": "nowhere",
     "name": "reinfo-20261130T150000Z-abcdef.csv",

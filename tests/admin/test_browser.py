@@ -14,9 +14,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import random
 import re
 import threading
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -420,3 +423,39 @@ class TestConsoleInTheBrowser:
                 sa.select(ReinfoRegistration).where(ReinfoRegistration.ruc == good)
             ).one()
         assert (stored.codigo_unico, stored.department) == ("070000001", "MADRE DE DIOS")
+
+    def test_create_an_api_token_and_use_it(self, page, base_url, live_database):
+        sign_in(page)
+        page.click("nav.main >> text=Tokens de API")
+        page.fill("#create-token input[name=institution]", "SUNAT")
+        page.check("#create-token input[value='transactions:read']")
+        page.click("#create-token button[type=submit]")
+        assert "Token creado para SUNAT." in page.locator(".flash.success").inner_text()
+        secret = page.locator("#new-token-secret").inner_text().strip()
+        assert secret.startswith("recpo_")
+        shot(page, "20-api-token-created")
+
+        def api(path: str) -> tuple[int, dict]:
+            request = urllib.request.Request(
+                f"{base_url}{path}", headers={"Authorization": f"Bearer {secret}"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    return answer.status, json.load(answer)
+            except urllib.error.HTTPError as error:
+                return error.code, json.load(error)
+
+        status, body = api("/api/v1/transactions?department=PUNO&limit=5")
+        assert status == 200, body
+        assert set(body) == {"data", "next_cursor"}
+        status, body = api("/api/v1/flags")
+        assert (status, body["required_scope"]) == (403, "flags:read")
+        # The secret was shown once: the list shows only its prefix.
+        page.goto("/admin/api-tokens")
+        assert secret not in page.content()
+        row = page.locator("#tokens tbody tr", has_text="SUNAT").first
+        assert secret[:12] in row.inner_text()
+        row.locator("button:has-text('Revocar')").click()
+        assert "revocado" in page.locator(".flash.success").inner_text()
+        shot(page, "21-api-token-revoked")
+        assert api("/api/v1/transactions")[0] == 401

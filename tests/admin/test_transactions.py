@@ -125,6 +125,24 @@ class TestList:
         page = client.get(f"/admin/transactions/{trades['dore_puno']}").get_data(as_text=True)
         assert 'class="check missing"' in page
 
+    @pytest.mark.parametrize(
+        ("codigo", "shown"),
+        [
+            ("010149108", "010149108</span> · Rinconada Uno"),  # the seller's own, VIGENTE
+            ("070012317", '070012317</span> <span class="warn">no registrado a nombre del'),
+            (None, "no declarado"),
+        ],
+    )
+    def test_the_detail_shows_the_declared_mining_right(
+        self, client, as_role, trades, database, codigo, shown
+    ):
+        with database.transaction() as session:
+            session.get(Transaction, trades["dore_puno"]).codigo_unico = codigo
+        as_role(StaffRole.AUDITOR)
+        page = client.get(f"/admin/transactions/{trades['dore_puno']}").get_data(as_text=True)
+        right = page.split('id="mining-right">')[1].split("</dd>")[0]
+        assert shown in right
+
 
 def simulate(client, token: str, phone: str, text: str, channel: str = "sms", **extra):
     return client.post(
