@@ -179,7 +179,7 @@ def raw_insert(dsn: str, rows: list[list[str]]) -> float:
     seconds = time.perf_counter() - started
     emit(measure="raw_insert", **_rate(len(params), seconds))
     with psycopg.connect(dsn) as conn:
-        conn.execute("TRUNCATE reinfo_registrations")
+        conn.execute("TRUNCATE status_changes, reinfo_registrations")
     return len(params) / seconds
 
 

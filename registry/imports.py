@@ -4,6 +4,9 @@ Both are idempotent upserts that stream the file in batches inside the caller's 
 run either lands whole or not at all, and running the same file twice changes nothing. A bad row is
 rejected with its line number and reason (written to a report file) and never aborts the import;
 a file that is not a CSV with the expected header is refused before anything is written.
+
+Both keep the status history (`registry.history`): a registration's first estado and every change
+of it, a registrant's creation, each naming the file (and the REINFO list's date).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from registry import history
 from registry.csvfiles import Column, CsvTable, FileRefused, Row, header_key
 from registry.identifiers import (
     RUC_PREFIXES,
@@ -265,17 +269,24 @@ def import_reinfo(
     report_path: Path | None = None,
     progress: Progress | None = None,
     batch_size: int = BATCH_SIZE,
+    source_file: str | None = None,
+    changed_by: str | None = None,
 ) -> ImportSummary:
-    """Upsert the REINFO list in `path` (a snapshot published on `snapshot_date`)."""
+    """Upsert the REINFO list in `path` (a snapshot published on `snapshot_date`).
+
+    The status history names the file as `source_file` (default: the file's own name) and, for
+    an upload from the console, the user who made it (`changed_by`).
+    """
     if now.tzinfo is None:
         raise ValueError("naive datetime given as `now`; use recpo.clock")
     summary = ImportSummary(report_path=report_path)
+    source = _Source(snapshot_date, now, source_file or path.name, changed_by)
     with CsvTable(path, REINFO_COLUMNS) as csv_table:
         first_lines = _FirstLines()
         try:
             connection = session.connection()
             for batch in _batches(csv_table.rows(), batch_size):
-                _reinfo_batch(connection, batch, snapshot_date, now, summary, first_lines)
+                _reinfo_batch(connection, batch, source, summary, first_lines)
                 if progress:
                     progress(summary.rows)
         finally:
@@ -284,11 +295,20 @@ def import_reinfo(
     return summary
 
 
+@dataclass(frozen=True)
+class _Source:
+    """Where a REINFO import's rows come from, as the status history records it."""
+
+    snapshot_date: dt.date
+    now: dt.datetime
+    file: str
+    changed_by: str | None
+
+
 def _reinfo_batch(
     connection: sa.Connection,
     batch: list[Row],
-    snapshot: dt.date,
-    now: dt.datetime,
+    source: _Source,
     summary: ImportSummary,
     first_lines: _FirstLines,
 ) -> None:
@@ -297,7 +317,7 @@ def _reinfo_batch(
         try:
             if row.problem:
                 raise RowRejected(row.problem)
-            values = _reinfo_values(row, snapshot)
+            values = _reinfo_values(row, source.snapshot_date)
         except RowRejected as exc:
             checked.append((row, None, str(exc)))
         else:
@@ -323,16 +343,19 @@ def _reinfo_batch(
         parsed[values["ruc"], values["codigo_unico"]] = values
     first_lines.record({key: line for key, line in keys.items() if key not in earlier})
     if parsed:
-        _reinfo_write(connection, parsed, snapshot, now, summary)
+        _reinfo_write(connection, parsed, source, summary)
+
+
+_STATUS_AT = 4 + _REINFO_CONTENT.index("status")  # in the rows `_reinfo_write` reads
 
 
 def _reinfo_write(
     connection: sa.Connection,
     parsed: dict[tuple[str, str], dict[str, Any]],
-    snapshot: dt.date,
-    now: dt.datetime,
+    source: _Source,
     summary: ImportSummary,
 ) -> None:
+    snapshot, now = source.snapshot_date, source.now
     table = ReinfoRegistration.__table__
     # Looked up by RUC alone (one index range per RUC); the few other registrations of those RUCs
     # that come back are ignored.
@@ -345,6 +368,7 @@ def _reinfo_write(
     ).where(_among(connection, table.c.ruc, {ruc for ruc, _ in parsed}))
     existing = {(r[1], r[2]): r for r in connection.execute(held) if (r[1], r[2]) in parsed}
     inserts, updates, touched = [], [], []
+    changes: list[history.ReinfoChange] = []  # estados to record: new ones and changed ones
     for key, values in parsed.items():
         old = existing.get(key)
         if old is None:
@@ -357,13 +381,16 @@ def _reinfo_write(
             values["b_id"] = old[0]
             values["updated_at"] = now
             updates.append(values)
+            if old[_STATUS_AT] != values["status"]:
+                changes.append((old[0], _plain(old[_STATUS_AT]), _plain(values["status"])))
             summary.updated += 1
         else:
             summary.unchanged += 1
             if old[3] < snapshot:
                 touched.append(old[0])
     if inserts:
-        _insert(connection, table, inserts)
+        ids = _insert(connection, table, inserts)
+        changes += [(i, None, _plain(v["status"])) for i, v in zip(ids, inserts, strict=True)]
     if updates:
         connection.execute(
             table.update()
@@ -377,6 +404,14 @@ def _reinfo_write(
             .where(_among(connection, table.c.id, touched))
             .values(snapshot_date=snapshot)
         )
+    history.record_reinfo_changes(
+        connection,
+        changes,
+        snapshot_date=snapshot,
+        now=now,
+        source_file=source.file,
+        changed_by=source.changed_by,
+    )
 
 
 def _among(connection: sa.Connection, column: sa.Column, values: Iterable[Any]) -> sa.ColumnElement:
@@ -390,25 +425,37 @@ def _among(connection: sa.Connection, column: sa.Column, values: Iterable[Any]) 
     return column.in_(list(values))
 
 
-def _insert(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+_NEXT_IDS = sa.text(
+    "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"
+)
+
+
+def _insert(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
     """Insert `rows` (dicts with the same keys): COPY on PostgreSQL with psycopg, else INSERT.
+
+    Return the new rows' ids, in the order of `rows` (the status history is written from them).
 
     COPY is several times faster than even a pipelined executemany. It bypasses SQLAlchemy's bind
     processing, so values go as that processing would send them: enums as their values (and
     timestamps timezone-aware, which `import_reinfo` checks); errors come out as SQLAlchemy's.
+    The ids are drawn from the table's sequence first (one query), so nothing is read back.
     """
     if connection.dialect.driver != "psycopg":
-        connection.execute(table.insert(), rows)
-        return
-    statement = f"COPY {table.name} ({', '.join(rows[0])}) FROM STDIN"
+        inserted = connection.execute(
+            table.insert().returning(table.c.id, sort_by_parameter_order=True), rows
+        )
+        return list(inserted.scalars())
+    ids = list(connection.scalars(_NEXT_IDS, {"table": table.name, "count": len(rows)}))
+    statement = f"COPY {table.name} (id, {', '.join(rows[0])}) FROM STDIN"
     dbapi_error = connection.dialect.loaded_dbapi.Error
     try:
         driver_connection = connection.connection.driver_connection
         with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row([_plain(value) for value in row.values()])
+            for id_, row in zip(ids, rows, strict=True):
+                copy.write_row([id_, *(_plain(value) for value in row.values())])
     except dbapi_error as exc:
         raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi_error) from None
+    return ids
 
 
 def _plain(value: Any) -> Any:
@@ -504,14 +551,21 @@ def import_registrants(
     report_path: Path | None = None,
     progress: Progress | None = None,
     batch_size: int = BATCH_SIZE,
+    source_file: str | None = None,
+    changed_by: str | None = None,
 ) -> ImportSummary:
-    """Upsert the registrants in `path`, linking each row's phone as an active phone."""
+    """Upsert the registrants in `path`, linking each row's phone as an active phone.
+
+    The status history records each registrant created, naming `source_file` (default: the
+    file's own name) and, for an upload from the console, its user (`changed_by`).
+    """
     summary = ImportSummary(report_path=report_path)
     phones_in_file: dict[str, tuple[DocumentType, str]] = {}
+    source = (source_file or path.name, changed_by)
     with CsvTable(path, REGISTRANT_COLUMNS) as csv_table:
         try:
             for batch in _batches(csv_table.rows(), batch_size):
-                _registrant_batch(session, batch, now, decided_by, phones_in_file, summary)
+                _registrant_batch(session, batch, now, decided_by, source, phones_in_file, summary)
                 if progress:
                     progress(summary.rows)
         finally:
@@ -524,6 +578,7 @@ def _registrant_batch(
     batch: list[Row],
     now: dt.datetime,
     decided_by: str,
+    source: tuple[str, str | None],
     phones_in_file: dict[str, tuple[DocumentType, str]],
     summary: ImportSummary,
 ) -> None:
@@ -555,6 +610,7 @@ def _registrant_batch(
             )
         )
     }
+    created_here: list[Registrant] = []
     for item in parsed:
         key = (item.document_type, item.document_number)
         registrant = registrants.get(key)
@@ -589,6 +645,7 @@ def _registrant_batch(
             )
             session.add(registrant)
             registrants[key] = registrant
+            created_here.append(registrant)
             summary.inserted += 1
         else:
             for attribute in ("role", "name", "language", "recpo_number"):
@@ -616,3 +673,6 @@ def _registrant_batch(
     # Flushed, the batch's objects are only weakly held by the session and go with this frame;
     # the caller's own objects stay attached (expunge_all would silently detach them).
     session.flush()
+    history.record_registrants_created(
+        session, created_here, now=now, source_file=source[0], changed_by=source[1]
+    )

@@ -141,6 +141,60 @@ class ReinfoRegistration(Base):
     updated_at: Mapped[dt.datetime]
 
 
+class StatusSource(enum.StrEnum):
+    """What changed a status."""
+
+    REINFO_IMPORT = "reinfo_import"  # a REINFO list (CLI or console upload)
+    REGISTRANT_IMPORT = "registrant_import"  # a list of registrants (CLI or console upload)
+    CONSOLE = "console"  # a DGFM user's decision in the console
+
+
+class StatusChange(Base):
+    """One change of a status, never updated: a REINFO registration's estado, or a registrant's
+    own standing with the registry (exactly one of the two is named).
+
+    `old_status` is None for the first status known (a registration's first import, a
+    registrant's creation). Imports name the file and, for REINFO, the date of the list;
+    console changes name the user and carry their note.
+    """
+
+    __tablename__ = "status_changes"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "(registration_id IS NULL) <> (registrant_id IS NULL)", name="one_subject"
+        ),
+        # Partial: each row names one subject, and the other column's NULLs need no entries.
+        sa.Index(
+            "ix_status_changes_registration_id",
+            "registration_id",
+            postgresql_where=sa.text("registration_id IS NOT NULL"),
+            sqlite_where=sa.text("registration_id IS NOT NULL"),
+        ),
+        sa.Index(
+            "ix_status_changes_registrant_id",
+            "registrant_id",
+            postgresql_where=sa.text("registrant_id IS NOT NULL"),
+            sqlite_where=sa.text("registrant_id IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True
+    )
+    registration_id: Mapped[int | None] = mapped_column(sa.ForeignKey("reinfo_registrations.id"))
+    registrant_id: Mapped[int | None] = mapped_column(sa.ForeignKey("registrants.id"))
+    old_status: Mapped[str | None] = mapped_column(sa.String(20))
+    new_status: Mapped[str] = mapped_column(sa.String(20))
+    changed_at: Mapped[dt.datetime]
+    source: Mapped[StatusSource] = mapped_column(str_enum(StatusSource, "source"))
+    snapshot_date: Mapped[dt.date | None]  # the REINFO list's date
+    source_file: Mapped[str | None] = mapped_column(sa.String(200))
+    changed_by: Mapped[str | None] = mapped_column(sa.String(80))  # console user
+    note: Mapped[str | None] = mapped_column(sa.String(500))
+
+    registration: Mapped[ReinfoRegistration | None] = relationship()
+
+
 class TransactionStatus(enum.StrEnum):
     """Where a transaction is: proposed by one party, then confirmed or rejected by the other."""
 
@@ -206,12 +260,6 @@ class Transaction(Base):
 
     buyer: Mapped[Registrant] = relationship(foreign_keys=[buyer_id])
     seller: Mapped[Registrant] = relationship(foreign_keys=[seller_id])
-    # The seller's REINFO registration of the declared right; None when it is not the seller's.
-    declared_registration: Mapped[ReinfoRegistration | None] = relationship(
-        primaryjoin="and_(foreign(Transaction.seller_ruc) == ReinfoRegistration.ruc, "
-        "foreign(Transaction.codigo_unico) == ReinfoRegistration.codigo_unico)",
-        viewonly=True,
-    )
 
 
 class FlagStatus(enum.StrEnum):

@@ -1,8 +1,11 @@
-"""Registrants (search and detail) and the phone links they ask for with ALTA."""
+"""Registrants (search and detail, status history, standing) and the phone links they ask for
+with ALTA."""
 
 from __future__ import annotations
 
+import enum
 import re
+from typing import TypeVar
 
 import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
@@ -27,6 +30,7 @@ from flows.commands import approval_notice
 from gateway.notices import queue_notices
 from gateway.service import current_gateway
 from recpo.runtime import current_runtime, request_session
+from registry import history
 from registry.identifiers import (
     DocumentType,
     InvalidIdentifier,
@@ -38,11 +42,14 @@ from registry.models import (
     PhoneLink,
     PhoneLinkState,
     Registrant,
+    RegistrantStatus,
     ReinfoRegistration,
     Transaction,
 )
 
 RECENT_TRANSACTIONS = 20
+MAX_STANDING_NOTE = 500
+E = TypeVar("E", bound=enum.Enum)
 _DIGITS = re.compile(r"[0-9]+")
 
 
@@ -125,7 +132,7 @@ def registrant_ruc(registrant: Registrant) -> str | None:
 
 @bp.get("/registrants/<int:registrant_id>")
 def registrant(registrant_id: int) -> ResponseReturnValue:
-    """One registrant: identity, phones, REINFO registrations and recent transactions."""
+    """One registrant: identity, phones, REINFO registrations, status history, transactions."""
     db = request_session()
     found = db.get(Registrant, registrant_id)
     if found is None:
@@ -159,13 +166,72 @@ def registrant(registrant_id: int) -> ResponseReturnValue:
         key=lambda t: t.id,
         reverse=True,
     )[:RECENT_TRANSACTIONS]
+    changes = history.history_of(db, found.id, [r.id for r in registrations])
     return render_template(
         "admin/registrant.html",
         registrant=found,
         ruc=ruc,
         registrations=registrations,
         transactions=transactions,
+        changes=changes,
+        history_limit=history.HISTORY_LIMIT,
+        standings=list(RegistrantStatus),
+        max_note=MAX_STANDING_NOTE,
     )
+
+
+@bp.post("/registrants/<int:registrant_id>/standing")
+@requires(*REVIEWERS)
+def registrant_standing(registrant_id: int) -> ResponseReturnValue:
+    """Suspend, close or restore a registrant's standing with the registry, saying why.
+
+    A registrant not active may neither buy nor sell (`registry.transactions`); the change goes
+    into the status history with the user and the note, and into the audit log.
+    """
+    here = url_for("admin.registrant", registrant_id=registrant_id)
+    wanted = enum_form("status", RegistrantStatus)
+    note = request.form.get("note", "").strip()
+    if wanted is None:
+        flash(_("Choose a standing."), "error")
+        return redirect(here)
+    if not note:
+        flash(_("A note is required to change a registrant's standing."), "error")
+        return redirect(here)
+    if len(note) > MAX_STANDING_NOTE:
+        flash(_("The note is too long (at most %(n)d characters).", n=MAX_STANDING_NOTE), "error")
+        return redirect(here)
+    user = current_user()
+    with current_runtime().database.transaction() as db:
+        found = db.get(Registrant, registrant_id, with_for_update=True)
+        if found is None:
+            abort(404)
+        previous = found.status
+        change = history.change_standing(
+            db, found, wanted, now=now(), changed_by=user.name, note=note
+        )
+        if change is not None:
+            audit.record(
+                db,
+                "registrant.standing",
+                "registrant",
+                found.id,
+                previous=previous.value,
+                status=wanted.value,
+                note=note,
+            )
+    if change is None:
+        flash(_("The registrant already has that standing; nothing was changed."), "info")
+    else:
+        flash(_("Standing changed."), "success")
+    return redirect(here)
+
+
+def enum_form(name: str, enum_cls: type[E]) -> E | None:
+    """An enum value posted in a form field (None when missing or not a value of `enum_cls`)."""
+    try:
+        return enum_cls(request.form.get(name, "").strip())
+    except ValueError:
+        return None
 
 
 # --- phone links ------------------------------------------------------------------------------

@@ -146,7 +146,15 @@ def upload() -> ResponseReturnValue:
         file.save(saved)
         described["bytes"] = saved.stat().st_size
         with runtime.database.transaction() as db:
-            summary = importer(db, saved, now=moment, report_path=report, **options)
+            summary = importer(
+                db,
+                saved,
+                now=moment,
+                report_path=report,
+                source_file=file.filename,
+                changed_by=current_user().name,
+                **options,
+            )
             entry = audit.record(
                 db,
                 f"upload.{kind}",

@@ -1,8 +1,10 @@
-"""Registrants: search, detail with REINFO, and deciding ALTA requests for phone links."""
+"""Registrants: search, detail with REINFO and status history, standing, and deciding ALTA
+requests for phone links."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 
 import pytest
@@ -10,10 +12,21 @@ import sqlalchemy as sa
 
 from admin.models import AuditEntry, StaffRole
 from flows.commands import ALTA_APPROVED
-from gateway.models import Message, OutboxItem
+from gateway.models import Direction, Message, OutboxItem
 from gateway.text import fold_for_sms
 from recpo.i18n import translate
-from registry.models import PhoneLink, PhoneLinkState
+from registry.identifiers import natural_person_ruc
+from registry.models import (
+    PhoneLink,
+    PhoneLinkState,
+    Registrant,
+    RegistrantStatus,
+    StatusChange,
+)
+from registry.transactions import REGISTRANT_SUSPENDED
+from tests.admin.test_transactions import simulate
+from tests.admin.test_uploads import HEADER as UPLOAD_HEADER
+from tests.admin.test_uploads import upload
 
 NEW_PHONE = "+51987000099"
 JUANA_PHONE = "+51987000011"
@@ -193,3 +206,129 @@ class TestPhoneLinks:
         response = client.post(f"/admin/phone-links/{pending}/approve", data={"csrf_token": token})
         assert response.status_code == 403
         assert link_row(database, pending).state is PhoneLinkState.PENDING
+
+
+# --- status history and standing ------------------------------------------------------------------
+
+PLANTA_PHONE = "+51987000001"  # Planta de Beneficio Oro Sur (a buyer)
+
+
+def history_section(page: str) -> str:
+    return page.split('id="status-history"')[1].split("</section>")[0]
+
+
+def standing(client, token: str, registrant_id: int, status: str, note: str):
+    return client.post(
+        f"/admin/registrants/{registrant_id}/standing",
+        data={"csrf_token": token, "status": status, "note": note},
+    )
+
+
+class TestStatusHistory:
+    def test_an_uploaded_reinfo_list_shows_who_changed_what(self, client, as_role, demo):
+        token = as_role(StaffRole.ANALYST)
+        pedro = natural_person_ruc("41234567")
+        data = "\r\n".join(
+            [
+                UPLOAD_HEADER,
+                f"{pedro};HUAMAN CONDORI PEDRO;070012317;HUEPETUHE DOS;MADRE DE DIOS;MANU;"
+                "HUEPETUHE;SUSPENDIDO",
+                f"{pedro};HUAMAN CONDORI PEDRO;070012319;HUEPETUHE CUATRO;MADRE DE DIOS;MANU;"
+                "HUEPETUHE;VIGENTE",
+            ]
+        ).encode()
+        assert upload(client, token, data, name="<b>reinfo-dic</b>.csv").status_code == 302
+
+        page = client.get(f"/admin/registrants/{demo['41234567']}").get_data(as_text=True)
+        body = history_section(page).split("<tbody>")[1]
+        rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
+        assert len(rows) == 2
+        # The same instant: the registration inserted after the update comes first.
+        assert "070012319" in rows[0] and ">VIGENTE<" in rows[0] and "—" in rows[0]
+        assert "070012317" in rows[1]
+        assert re.search(r">VIGENTE</span>\s*→\s*<span[^>]*>SUSPENDIDO<", rows[1])
+        for row in rows:
+            assert "Lista del REINFO del 2026-11-30" in row and "por lucho" in row
+            assert "&lt;b&gt;reinfo-dic&lt;/b&gt;.csv" in row and "<b>" not in row
+        # Juana's page shows none of it.
+        other = client.get(f"/admin/registrants/{demo['45678912']}").get_data(as_text=True)
+        assert "Aún no se ha registrado ningún cambio de estado." in history_section(other)
+
+
+class TestStanding:
+    def test_an_analyst_suspends_with_a_note_and_the_buyer_can_no_longer_buy(
+        self, client, as_role, demo, database, clock
+    ):
+        token = as_role(StaffRole.ANALYST)
+        planta = demo["20131312955"]
+        response = standing(client, token, planta, "suspended", "Fiscalía: <b>carpeta 12</b>")
+        assert response.status_code == 302
+        page = client.get(response.location).get_data(as_text=True)
+        assert "Situación cambiada." in page
+        section = history_section(page)
+        assert "Situación ante el registro" in section and "Consola" in section
+        assert "activo" in section and "suspendido" in section and "por lucho" in section
+        assert "Fiscalía: &lt;b&gt;carpeta 12&lt;/b&gt;" in section
+        with database.transaction() as session:
+            assert session.get(Registrant, planta).status is RegistrantStatus.SUSPENDED
+            [change] = session.scalars(sa.select(StatusChange)).all()
+            entry = session.scalars(
+                sa.select(AuditEntry).where(AuditEntry.action == "registrant.standing")
+            ).one()
+        assert (change.old_status, change.new_status, change.changed_at) == (
+            "active",
+            "suspended",
+            clock.now(),
+        )
+        assert (entry.user_name, entry.target_id) == ("lucho", str(planta))
+        assert json.loads(entry.detail) == {
+            "note": "Fiscalía: <b>carpeta 12</b>",
+            "previous": "active",
+            "status": "suspended",
+        }
+
+        simulate(client, token, PLANTA_PHONE, "COMPRA 45678912 DORE 25.5G 850 5400")
+        with database.transaction() as session:
+            reply = session.scalars(
+                sa.select(Message.body)
+                .where(Message.phone == PLANTA_PHONE, Message.direction == Direction.OUT)
+                .order_by(Message.id.desc())
+            ).first()
+        assert reply == fold_for_sms(translate("es", REGISTRANT_SUSPENDED))
+
+        standing(client, token, planta, "active", "Archivado.")
+        with database.transaction() as session:
+            assert session.get(Registrant, planta).status is RegistrantStatus.ACTIVE
+            assert session.scalar(sa.select(sa.func.count()).select_from(StatusChange)) == 2
+
+    @pytest.mark.parametrize(
+        ("status", "note", "message"),
+        [
+            ("suspended", "  ", "Para cambiar la situación de un registrado se requiere una nota."),
+            ("banned", "x", "Elija una situación."),
+            ("active", "x", "El registrado ya tiene esa situación; no se cambió nada."),
+            ("closed", "x" * 501, "La nota es demasiado larga (como máximo 500 caracteres)."),
+        ],
+    )
+    def test_refused_or_idle_changes_record_nothing(
+        self, client, as_role, demo, database, status, note, message
+    ):
+        token = as_role(StaffRole.ADMIN)
+        response = standing(client, token, demo["45678912"], status, note)
+        page = client.get(response.location).get_data(as_text=True)
+        assert message in page
+        with database.transaction() as session:
+            assert session.scalars(sa.select(StatusChange)).all() == []
+            assert session.get(Registrant, demo["45678912"]).status is RegistrantStatus.ACTIVE
+
+    def test_an_auditor_sees_no_form_and_cannot_post(self, client, as_role, demo, database):
+        token = as_role(StaffRole.AUDITOR)
+        page = client.get(f"/admin/registrants/{demo['45678912']}").get_data(as_text=True)
+        assert 'id="standing-form"' not in page
+        assert standing(client, token, demo["45678912"], "closed", "x").status_code == 403
+        with database.transaction() as session:
+            assert session.get(Registrant, demo["45678912"]).status is RegistrantStatus.ACTIVE
+
+    def test_unknown_registrant_is_404(self, client, as_role):
+        token = as_role(StaffRole.ANALYST)
+        assert standing(client, token, 999999999, "closed", "x").status_code == 404
