@@ -260,6 +260,12 @@ class Transaction(Base):
 
     buyer: Mapped[Registrant] = relationship(foreign_keys=[buyer_id])
     seller: Mapped[Registrant] = relationship(foreign_keys=[seller_id])
+    # The seller's REINFO registration of the declared right; None when it is not the seller's.
+    declared_registration: Mapped[ReinfoRegistration | None] = relationship(
+        primaryjoin="and_(foreign(Transaction.seller_ruc) == ReinfoRegistration.ruc, "
+        "foreign(Transaction.codigo_unico) == ReinfoRegistration.codigo_unico)",
+        viewonly=True,
+    )
 
 
 class FlagStatus(enum.StrEnum):
