@@ -30,6 +30,7 @@ LABELS = {
     "dead": _l("dead"),
     # transactions
     "proposed": _l("proposed"),
+    "claimed": _l("claimed"),
     "confirmed": _l("confirmed"),
     "disputed": _l("disputed"),
     "expired": _l("expired"),

@@ -30,10 +30,10 @@ import datetime as dt
 from sqlalchemy.orm import Session
 from statemachine import State
 
-from flows.messages import Channel, Reply
+from flows.messages import Channel, Reply, Step
 from flows.speech import Speaker
 from flows.trade import ANSWER_YES_NO, ask_right, describe_goods, goods_data
-from flows.turn import FlowMachine, Turn
+from flows.turn import BEGUN, FlowMachine, Turn
 from ledger.receipts import format_code
 from recpo.i18n import N_
 from registry import transactions
@@ -77,11 +77,14 @@ def answer(turn: Turn, yes: bool, words: list[str]) -> None:
     decide(turn, found, yes, " ".join(words[1:]))
 
 
-def decide(turn: Turn, transaction: Transaction, yes: bool, right: str = "") -> None:
+def decide(
+    turn: Turn, transaction: Transaction, yes: bool, right: str = "", begun: int | None = None
+) -> None:
     """Confirm (ledger, receipt to both) or reject (dispute, both told) the transaction.
 
     The seller of a purchase is asked for the mining right first: the conversation moves to the
-    claim flow's `right` question, and confirmation follows the answer.
+    claim flow's `right` question, and confirmation follows the answer. `begun`: the message that
+    began the conversation leading to this answer (a CODIGO, or the SI before the right), if any.
     """
     if yes and transactions.needs_right(transaction):
         try:
@@ -90,11 +93,12 @@ def decide(turn: Turn, transaction: Transaction, yes: bool, right: str = "") -> 
             turn.reply(exc.render(turn.say.gettext), final=False)
             code = None
         if code is None:
-            turn.data = {"code": transaction.code}
+            turn.data = {"code": transaction.code, BEGUN: begun or turn.inbound.message_id}
             ask_right(turn, transaction.seller_ruc)
             turn.save("claim", "right")
             return
         transactions.declare_right(turn.session, transaction, code, turn.now)
+    turn.touch(transaction, Step.CONFIRMED if yes else Step.DISPUTED, begun)
     if yes:
         receipt = format_code(
             transactions.confirm(turn.session, transaction, turn.ledger, turn.now)
@@ -159,7 +163,7 @@ class ClaimFlow(FlowMachine):
         if found.codigo_unico is None:
             code = self.turn.data["codigo_unico"]
             transactions.declare_right(self.turn.session, found, code, self.turn.now)
-        decide(self.turn, found, True)
+        decide(self.turn, found, True, begun=self.turn.data.get(BEGUN))
 
     def complain(self, error: str | None = None, **_: object) -> None:
         self.turn.reply(error or "", final=False)
@@ -174,7 +178,7 @@ class ClaimFlow(FlowMachine):
         if isinstance(found, Refusal):
             self.turn.reply(self.turn.say(found.reason, **found.params))
             return
-        decide(self.turn, found, reply == "yes")
+        decide(self.turn, found, reply == "yes", begun=self.turn.data.get(BEGUN))
 
     def ask_again(self, **_: object) -> None:
         self.turn.reply(self.turn.say(ANSWER_YES_NO), final=False)
@@ -189,6 +193,7 @@ def claim(turn: Turn, code: str) -> Transaction | None:
     if isinstance(found, Refusal):
         turn.reply(turn.say(found.reason, **found.params))
         return None
+    turn.touch(found, Step.CLAIMED)
     say = turn.say
     turn.reply(
         say(

@@ -25,10 +25,10 @@ from sqlalchemy.orm import Session
 
 from flows import commands, confirm, trade
 from flows.keywords import Command, split_command
-from flows.messages import Channel, Choice, Inbound, Reply
+from flows.messages import Answer, Channel, Choice, Inbound, Reply
 from flows.speech import Speaker
 from flows.store import lock_conversation
-from flows.turn import Ledger, Turn
+from flows.turn import BEGUN, Ledger, Turn
 from recpo.i18n import DEFAULT_LOCALE, N_
 from registry import transactions
 from registry.models import Language
@@ -57,8 +57,11 @@ class Conversations:
         self.ledger = ledger
         self.idle = idle
 
-    def handle(self, session: Session, inbound: Inbound) -> list[Reply]:
-        """Handle one inbound message inside the caller's transaction; return the replies."""
+    def handle(self, session: Session, inbound: Inbound) -> Answer:
+        """Handle one inbound message inside the caller's transaction.
+
+        Return the replies, and the transactions the message acted on.
+        """
         conversation = lock_conversation(
             session, inbound.phone, inbound.channel, inbound.received_at
         )
@@ -86,7 +89,7 @@ class Conversations:
         conversation.channel = inbound.channel
         conversation.updated_at = inbound.received_at
         conversation.expires_at = inbound.received_at + self.idle if conversation.flow else None
-        return turn.replies
+        return Answer(turn.replies, turn.touched)
 
     # --- SMS and WhatsApp ------------------------------------------------------------------------
 
@@ -196,7 +199,7 @@ class Conversations:
             turn.save(None, None)
             turn.reply(turn.say(refusal.reason, **refusal.params))
             return
-        turn.data = {"kind": kind}
+        turn.data = {"kind": kind, BEGUN: turn.inbound.message_id}
         machine = trade.TradeFlow(turn, kind)
         if words:
             error = trade.read_one_line(turn, kind, words)
@@ -214,7 +217,7 @@ class Conversations:
         if found is None:
             turn.save(None, None)
             return
-        turn.data = {"code": found.code}
+        turn.data = {"code": found.code, BEGUN: turn.inbound.message_id}
         turn.save("claim", "summary")
 
     def _start(self, turn: Turn, flow: str, machine: Any) -> None:

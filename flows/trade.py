@@ -49,8 +49,8 @@ from statemachine import State
 
 from flows import parsing
 from flows.keywords import Command, split_command
-from flows.messages import Choice
-from flows.turn import FlowMachine, Turn
+from flows.messages import Choice, Step
+from flows.turn import BEGUN, FlowMachine, Turn
 from recpo.i18n import N_
 from registry import transactions
 from registry.identifiers import (
@@ -278,6 +278,7 @@ class TradeFlow(FlowMachine):
         if isinstance(result, Refusal):
             turn.reply(say(result.reason, **result.params))
             return
+        turn.touch(result, Step.PROPOSED, data.get(BEGUN))
         if self.kind == PURCHASE:
             turn.reply(say(SENT_TO_SELLER, code=result.code))
             buyer = result.buyer

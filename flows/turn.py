@@ -14,13 +14,14 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 from statemachine import StateMachine
 
-from flows.messages import Channel, Choice, Inbound, Reply
+from flows.messages import Channel, Choice, Inbound, Reply, Step, Touched
 from flows.models import Conversation
 from flows.speech import Speaker
 from recpo.i18n import N_
 from registry.models import Registrant
 from registry.transactions import has_active_phone
 
+BEGUN = "begun"  # the conversation data's key for the message that began a conversation
 YES = N_("Yes")
 NO = N_("No")
 
@@ -45,6 +46,7 @@ class Turn:
     registrant: Registrant | None
     replies: list[Reply] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    touched: list[Touched] = field(default_factory=list)
 
     @property
     def now(self) -> dt.datetime:
@@ -61,6 +63,13 @@ class Turn:
         self.replies.append(
             Reply(self.inbound.phone, text, self.inbound.channel, choices, final=final)
         )
+
+    def touch(self, transaction: Any, step: Step, begun: int | None = None) -> None:
+        """Say that this message acted on `transaction` (its messages are linked to it).
+
+        `begun`: the message that began the conversation leading here (`BEGUN` in its data).
+        """
+        self.touched.append(Touched(transaction.id, step, begun))
 
     def yes_no(self) -> tuple[Choice, ...]:
         """The yes/no options: buttons on WhatsApp, numbers on USSD, none on SMS (text says it)."""

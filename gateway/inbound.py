@@ -2,8 +2,9 @@
 
 `receive` logs the message (unique on channel + provider id, so a retried webhook is recognised
 and not processed again), lets the conversations handle it under the phone's conversation lock,
-and writes every reply into the message log and the outbox — all in one transaction. Sending
-happens after the commit, through the dispatcher.
+writes every reply into the message log and the outbox, and links the messages to the
+transactions the conversation acted on — all in one transaction. Sending happens after the
+commit, through the dispatcher.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import datetime as dt
 import functools
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from flows.messages import Channel, Inbound, Reply
+from flows.messages import Answer, Channel, Inbound, Reply, Touched
 from gateway import optout
 from gateway import text as wire
 from gateway.metrics import INBOUND, RATE_LIMITED
@@ -32,6 +33,7 @@ from gateway.models import (
     OutboxItem,
     OutboxState,
     Status,
+    TransactionMessage,
 )
 from gateway.ratelimit import INBOUND_PER_PHONE, Limiter, Rate
 from ledger.log import appended
@@ -50,7 +52,7 @@ SLOW_DOWN = N_("RECPO: too many messages. Wait a minute and send your message ag
 class Conversations(Protocol):
     """What the gateway needs from `flows`."""
 
-    def handle(self, session: Session, inbound: Inbound) -> list[Reply]: ...
+    def handle(self, session: Session, inbound: Inbound) -> Answer: ...
 
 
 @dataclass
@@ -97,9 +99,13 @@ def receive(
         if proceed and limiter is not None and _flooding(session, inbound, limiter):
             replies, proceed = _slow_down(session, inbound, limiter), False
         exempt = len(replies)  # opt-out confirmations go even to a phone that just opted out
+        touched: list[Touched] = []
         if proceed:
-            replies += conversations.handle(session, inbound)
+            answer = conversations.handle(session, replace(inbound, message_id=message_id))
+            replies += answer.replies
+            touched = answer.touched
         received = Received(message_id, duplicate=False, ledger_appended=appended(session))
+        logged = [message_id]
         for position, reply in enumerate(replies):
             inline = inbound.channel is Channel.USSD and reply.phone == inbound.phone
             if not inline:
@@ -111,6 +117,7 @@ def receive(
                 and optout.is_opted_out(session, reply.phone)
             )
             out_id, body = _log_outbound(session, reply, inbound, message_id, inline, blocked)
+            logged.append(out_id)
             if blocked:
                 continue
             if inline:
@@ -119,6 +126,8 @@ def receive(
                 )
             else:
                 received.outbox.append(out_id)
+        if touched:
+            _link_transactions(session, inbound, logged, touched)
     log.info(
         "inbound %s message %s from %s: %d replies",
         inbound.channel.value,
@@ -246,6 +255,69 @@ def _statements(dialect: str) -> _Statements:
         log_reply_queued=queued,
         log_reply=event.returning(_EVENTS.c.message_id),
     )
+
+
+_LINKS = TransactionMessage.__table__
+
+
+@functools.cache
+def _link_statements(dialect: str) -> tuple[Any, Any]:
+    """The inserts of `_link_transactions`: given rows, and a conversation's earlier messages."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    given = insert(_LINKS).on_conflict_do_nothing()
+    # The phone's messages since the one that began the conversation, on the (phone, id) index:
+    # what it sent, and the replies to that (all to this phone: nobody else hears of a trade
+    # until it is proposed). Other messages to the phone meanwhile (a notice about another
+    # transaction) are not replies to it and stay out.
+    since = (
+        _MESSAGES.c.phone == sa.bindparam("phone"),
+        _MESSAGES.c.id >= sa.bindparam("first_id"),
+        _MESSAGES.c.id < sa.bindparam("message_id"),
+    )
+    asked = sa.select(_MESSAGES.c.id).where(*since, _MESSAGES.c.direction == Direction.IN)
+    earlier = sa.select(
+        sa.bindparam("transaction_id", type_=_LINKS.c.transaction_id.type),
+        _MESSAGES.c.id,
+        sa.bindparam("step", type_=_LINKS.c.step.type),
+    ).where(
+        *since,
+        sa.or_(_MESSAGES.c.direction == Direction.IN, _MESSAGES.c.in_reply_to.in_(asked)),
+    )
+    before = (
+        insert(_LINKS)
+        .from_select(["transaction_id", "message_id", "step"], earlier)
+        .on_conflict_do_nothing()
+    )
+    return given, before
+
+
+def _link_transactions(
+    session: Session, inbound: Inbound, logged: list[int], touched: list[Touched]
+) -> None:
+    """Link the transactions the message acted on to it, its replies (`logged`: the message's id
+    first) and, where a conversation led to it, that conversation's earlier messages."""
+    given, before = _link_statements(_dialect(session))
+    connection = session.connection()
+    connection.execute(
+        given,
+        [
+            {"transaction_id": t.transaction_id, "message_id": m, "step": t.step}
+            for t in touched
+            for m in logged
+        ],
+    )
+    for t in touched:
+        if t.first_message_id is not None and t.first_message_id < logged[0]:
+            connection.execute(
+                before,
+                {
+                    "transaction_id": t.transaction_id,
+                    "step": t.step,
+                    "phone": inbound.phone,
+                    "first_id": t.first_message_id,
+                    "message_id": logged[0],
+                },
+            )
 
 
 def _flooding(session: Session, inbound: Inbound, limiter: Limiter) -> bool:

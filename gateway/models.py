@@ -1,4 +1,5 @@
-"""The message log (every message in and out, with its status history) and the outbox."""
+"""The message log (every message in and out, with its status history), the outbox, and the
+links between messages and the transactions their conversations acted on."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import enum
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from flows.messages import Channel
+from flows.messages import Channel, Step
 from recpo.db import Base, str_enum
 
 
@@ -133,6 +134,25 @@ class OutboxItem(Base):
     created_at: Mapped[dt.datetime]
 
     message: Mapped[Message] = relationship()
+
+
+class TransactionMessage(Base):
+    """A message of a conversation that proposed, claimed, confirmed or rejected a transaction.
+
+    Written in the inbound message's own database transaction: the message, its replies (to
+    every party) and the earlier messages of the conversation that led to it.
+    """
+
+    __tablename__ = "transaction_messages"
+    __table_args__ = (sa.Index("ix_transaction_messages_message_id", "message_id"),)
+
+    transaction_id: Mapped[int] = mapped_column(sa.ForeignKey("transactions.id"), primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        sa.ForeignKey("messages.id"),
+        primary_key=True,
+    )
+    step: Mapped[Step] = mapped_column(str_enum(Step, "step"))
 
 
 class OptOut(Base):

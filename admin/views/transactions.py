@@ -2,7 +2,10 @@
 
 The detail page looks the entry up by receipt code, fetches its inclusion proof for the newest
 signed checkpoint, checks the checkpoint's signature with the log's key and the proof against the
-checkpoint's root, and says "verified" only when both hold.
+checkpoint's root, and says "verified" only when both hold. It shows the messages that produced
+the transaction: those the gateway linked to it (`gateway.models.TransactionMessage`: both
+parties' messages and our replies, in the conversations that proposed, claimed, confirmed or
+rejected it); for a transaction from before those links, the parties' messages around it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from admin.views.common import (
 )
 from admin.views.registrants import documents_for
 from gateway.ledger_api import current_log
-from gateway.models import Message
+from gateway.models import Message, TransactionMessage
 from ledger import log as ledger_log
 from ledger import merkle
 from ledger.log import LedgerError, NotFound
@@ -183,6 +186,32 @@ def check_in_ledger(db, receipt_code: str | None) -> LedgerCheck:
     )
 
 
+@dataclass(frozen=True)
+class LinkedMessage:
+    """A message that produced a transaction, with the step it was part of and who it is."""
+
+    message: Message
+    step: str
+    party: str | None  # "buyer", "seller", or None (a phone linked to neither)
+    thread_before: int  # `before=` of the conversation view ending at its phone's last one here
+
+
+def produced_by(db, transaction: Transaction, parties: dict[str, str]) -> list[LinkedMessage]:
+    """The messages linked to `transaction`, oldest first (`parties`: phone -> buyer/seller)."""
+    rows = db.execute(
+        sa.select(Message, TransactionMessage.step)
+        .join(TransactionMessage, TransactionMessage.message_id == Message.id)
+        .where(TransactionMessage.transaction_id == transaction.id)
+        .order_by(Message.id)
+        .limit(MAX_MESSAGES)
+    ).all()
+    last = {message.phone: message.id for message, _ in rows}
+    return [
+        LinkedMessage(message, step.value, parties.get(message.phone), last[message.phone] + 1)
+        for message, step in rows
+    ]
+
+
 @bp.get("/transactions/<int:transaction_id>")
 def transaction(transaction_id: int) -> ResponseReturnValue:
     """One transaction: parties, goods, place, ledger entry and proof, flags and messages."""
@@ -191,13 +220,34 @@ def transaction(transaction_id: int) -> ResponseReturnValue:
     if found is None:
         abort(404)
     audited_view("transaction.view", "transaction", found.id)
-    phones = list(
-        db.scalars(
-            sa.select(PhoneLink.phone).where(
-                PhoneLink.registrant_id.in_([found.buyer_id, found.seller_id])
-            )
+    links = db.execute(
+        sa.select(PhoneLink.phone, PhoneLink.registrant_id).where(
+            PhoneLink.registrant_id.in_([found.buyer_id, found.seller_id])
         )
+    ).all()
+    parties = {
+        phone: "buyer" if registrant_id == found.buyer_id else "seller"
+        for phone, registrant_id in links
+    }
+    ledger = check_in_ledger(db, found.receipt_code)
+    flags = db.scalars(
+        sa.select(RedFlag).where(RedFlag.transaction_id == found.id).order_by(RedFlag.id)
+    ).all()
+    linked = produced_by(db, found, parties)
+    return render_template(
+        "admin/transaction.html",
+        transaction=found,
+        ledger=ledger,
+        flags=flags,
+        linked=linked,
+        messages=[] if linked else around(db, found, list(parties)),
+        max_messages=MAX_MESSAGES,
     )
+
+
+def around(db, found: Transaction, phones: list[str]) -> list[Message]:
+    """The parties' messages from a while before the transaction until shortly after its decision
+    (for transactions older than the links between messages and transactions)."""
     # Ids grow with time: start at the first message of the window (found on the created_at
     # index), then walk the parties' phones on their (phone, id) index.
     first_id = db.scalar(
@@ -223,12 +273,4 @@ def transaction(transaction_id: int) -> ResponseReturnValue:
         if first_id is not None and phones
         else []
     )
-    return render_template(
-        "admin/transaction.html",
-        transaction=found,
-        ledger=check_in_ledger(db, found.receipt_code),
-        flags=db.scalars(
-            sa.select(RedFlag).where(RedFlag.transaction_id == found.id).order_by(RedFlag.id)
-        ).all(),
-        messages=messages,
-    )
+    return messages

@@ -17,9 +17,11 @@ from registry.models import (
     Transaction,
     TransactionStatus,
 )
+from tests.admin.conftest import add_message
 
 BUYER = "+51987000001"  # Planta de Beneficio Oro Sur
 JUANA = "+51987000011"  # speaks Quechua
+PEDRO = "+51987000012"
 ROSA = "+51987000013"
 ROW = re.compile(r'href="/admin/transactions/(\d+)"')
 
@@ -211,3 +213,84 @@ class TestSimulatorEndToEnd:
         response = simulate(client, token, BUYER, "  ")
         page = client.get(response.location).get_data(as_text=True)
         assert "Escriba primero un mensaje." in page
+
+
+def produced_by_rows(page: str) -> list[str]:
+    section = page.split('id="produced-by"')[1].split("</section>")[0]
+    return re.findall(r"<tr class=\"step-[a-z]+\">(.*?)</tr>", section, re.S)
+
+
+class TestMessagesThatProducedIt:
+    STEPS = ("COMPRA", "<b>x</b>", "45678912", "6", "25,5 g", "850", "S/ 5 400", "SI")
+
+    def trade(self, client, token) -> None:
+        simulate(client, token, BUYER, "AYUDA")  # before the conversation: not part of it
+        for text in self.STEPS:  # the second answer is wrong: asked again, still the same trade
+            simulate(client, token, BUYER, text)
+        simulate(client, token, JUANA, "SI")
+        simulate(client, token, JUANA, "1")  # her mining right
+
+    def test_both_parties_and_our_replies_oldest_first(self, client, as_role, demo, database):
+        token = as_role(StaffRole.ANALYST)
+        self.trade(client, token)
+        with database.transaction() as session:
+            transaction = session.scalars(sa.select(Transaction)).one()
+            buyer_last = session.scalar(
+                sa.select(sa.func.max(Message.id)).where(Message.phone == BUYER)
+            )
+        page = client.get(f"/admin/transactions/{transaction.id}").get_data(as_text=True)
+        rows = produced_by_rows(page)
+        # The buyer's 8 messages and 9 answers (the wrong one is explained, then asked again),
+        # the seller asked, her 2 answers and our question, and the receipt to each.
+        assert len(rows) == 8 + 9 + 1 + 3 + 2
+        sent = [
+            re.search(r'<td class="body">(.*?)</td>', row, re.S).group(1)
+            for row in rows
+            if 'class="dir-in"' in row
+        ]
+        assert sent == ["COMPRA", "&lt;b&gt;x&lt;/b&gt;", *self.STEPS[2:], "SI", "1"]
+        assert "<b>" not in "".join(rows)  # shown as text
+        first, last = rows[0], rows[-1]
+        assert "propuesta" in first and "comprador" in first and "SMS" in first
+        assert "simulado" in first and 'class="dir-in"' in first
+        assert "confirmada" in last and 'class="dir-out"' in last
+        parties = [re.findall(r"<td>([^<]*)</td>", row)[0] for row in rows]
+        assert parties.count("vendedor") == 1 + 3 + 1
+        assert all(
+            ("vendedor" if JUANA in row else "comprador") == party
+            for row, party in zip(rows, parties, strict=True)
+        )
+        assert BUYER in first  # analysts see whole numbers...
+        # ... and each phone links to its conversation, ending at its last message here.
+        conversation = f"/admin/conversation?phone=%2B51987000001&amp;before={buyer_last + 1}"
+        assert conversation in first
+        assert "Mensajes de las partes alrededor" not in page
+
+    def test_an_auditor_sees_masked_phones_and_links_by_message(
+        self, client, as_role, demo, database
+    ):
+        self.trade(client, as_role(StaffRole.ANALYST))
+        as_role(StaffRole.AUDITOR)
+        with database.transaction() as session:
+            transaction = session.scalars(sa.select(Transaction)).one()
+        page = client.get(f"/admin/transactions/{transaction.id}").get_data(as_text=True)
+        rows = produced_by_rows(page)
+        assert rows and not any(BUYER in row or JUANA in row for row in rows)
+        assert "+51******001" in rows[0] and "+51******011" in rows[-1]
+        assert re.search(r"/admin/conversation\?message=\d+&amp;before=\d+", rows[0])
+
+    def test_an_older_transaction_shows_the_parties_messages_around_it(
+        self, client, as_role, trades, database, clock
+    ):
+        with database.transaction() as session:
+            add_message(session, phone=PEDRO, body="<i>ya vendí</i>", at=clock.now())
+        as_role(StaffRole.ANALYST)
+        page = client.get(f"/admin/transactions/{trades['disputed']}").get_data(as_text=True)
+        assert 'id="produced-by"' not in page and 'id="around"' in page
+        assert "&lt;i&gt;ya vendí&lt;/i&gt;" in page
+        assert "Esta transacción es anterior a los vínculos" in page
+
+    def test_a_transaction_without_any_message(self, client, as_role, trades):
+        as_role(StaffRole.AUDITOR)
+        page = client.get(f"/admin/transactions/{trades['mercury']}").get_data(as_text=True)
+        assert "No hay mensajes vinculados a esta transacción." in page

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from flows import commands, confirm, engine, trade
 from flows.engine import Conversations
-from flows.messages import Channel, Choice, Inbound, Reply
+from flows.messages import Channel, Choice, Inbound, Reply, Step, Touched
 from flows.models import Conversation
 from flows.speech import Speaker
 from ledger import log as ledger_log
@@ -63,12 +63,15 @@ class Phones:
         self.clock = clock
         self.count = 0
         self.sent: list[Reply] = []
+        self.touched: list[Touched] = []
 
     def send(self, phone: str, text: str, channel: Channel = Channel.SMS, **kw) -> list[Reply]:
         self.count += 1
         inbound = Inbound(channel, phone, text, f"M{self.count}", self.clock.now(), **kw)
         with self.database.transaction() as session:
-            replies = self.conversations.handle(session, inbound)
+            answer = self.conversations.handle(session, inbound)
+        replies = answer.replies
+        self.touched.extend(answer.touched)
         self.sent.extend(replies)
         self.clock.advance(dt.timedelta(seconds=5))
         return replies
@@ -227,6 +230,18 @@ class TestPurchase:
         rejected = ES(confirm.REJECTED_BY_OTHER, name="Juana Quispe Mamani", code=code)
         assert phones.last_to(BUYER) == rejected
         assert db_session.scalars(sa.select(RedFlag.rule)).all() == ["DISPUTE"]
+
+    def test_the_answer_names_what_each_message_did_to_the_transaction(self, phones, db_session):
+        """The gateway links the messages from these (tests/gateway/test_inbound.py)."""
+        phones.send(BUYER, "COMPRA 45678912 DORE 25.5G 850 5400")
+        assert phones.touched == []  # the summary: nothing proposed yet
+        phones.send(BUYER, "SI")
+        [transaction] = _transactions(db_session)
+        phones.send(JUANA, "NO")
+        assert [(t.transaction_id, t.step) for t in phones.touched] == [
+            (transaction.id, Step.PROPOSED),
+            (transaction.id, Step.DISPUTED),
+        ]
 
     def test_cancel_at_the_summary_records_nothing(self, phones, db_session):
         phones.send(BUYER, "COMPRA 45678912 DORE 25.5G 850 5400")

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from flows import commands
 from flows.engine import Conversations
-from flows.messages import Channel, Choice, Inbound, Reply
+from flows.messages import Answer, Channel, Choice, Inbound, Reply
 from gateway import optout, outbox
 from gateway.inbound import receive
 from gateway.models import Direction, Message, OptOut, OutboxItem, OutboxState, Status
@@ -75,7 +75,7 @@ class TestOptOut:
 
         class Notifies(Conversations):
             def handle(self, session, inbound):
-                return [Reply(PHONE, "a notice for the opted-out phone", Channel.SMS)]
+                return Answer([Reply(PHONE, "a notice for the opted-out phone", Channel.SMS)])
 
         received = receive(database, Notifies(), _in(clock, "hola", 2, phone=OTHER))
         assert received.outbox == []
@@ -94,14 +94,16 @@ class TestWhatsAppWindow:
     def _notify(self, database, clock, n: int):
         class Notifies(Conversations):
             def handle(self, session, inbound):
-                return [
-                    Reply(
-                        PHONE,
-                        "Confirm?",
-                        Channel.WHATSAPP,
-                        (Choice("1", "Yes"), Choice("2", "No")),
-                    )
-                ]
+                return Answer(
+                    [
+                        Reply(
+                            PHONE,
+                            "Confirm?",
+                            Channel.WHATSAPP,
+                            (Choice("1", "Yes"), Choice("2", "No")),
+                        )
+                    ]
+                )
 
         return receive(database, Notifies(), _in(clock, "hola", n, phone=OTHER))
 
