@@ -10,7 +10,9 @@ the status index), so the page costs the same whatever the size of the tables:
 - open flags: one GROUP BY rule over the open flags (the `(status, id)` index);
 - delivery: the first message id of the last 7 days is found on the `created_at` index, and
   outbound and failed messages are counted from it on the `(direction, id)` and `(status, id)`
-  indexes (ids grow with time).
+  indexes (ids grow with time);
+- witness alarms: the witnesses whose last answer was a refusal (one row per witness), shown
+  above everything else.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from admin.views.common import (
     now,
     number,
 )
+from admin.views.ledger import witness_alarms
 from flows.messages import Channel
 from gateway.models import Direction, Message, OutboxItem, OutboxState, Status
 from ledger import log as ledger_log
@@ -306,6 +309,7 @@ def home() -> ResponseReturnValue:
             ),
         ),
         head=head,
+        witness_alarms=witness_alarms(db),
         grams=_grams,
         top_buyers_days=TOP_BUYERS_DAYS,
     )

@@ -1,17 +1,31 @@
-"""Ledger health: size, checkpoint and key on the page; verification runs in the background."""
+"""Ledger health: size, checkpoint and key on the page; verification runs in the background;
+the witnesses, with an alarm (here and on the dashboard) when one refuses a checkpoint."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from werkzeug.serving import make_server
 
 from admin import verification
 from admin.models import AuditEntry, LedgerVerification, StaffRole
 from gateway.ledger_api import EXTENSION_KEY as LOG_KEY
+from gateway.ledger_api import WITNESSES_KEY
+from gateway.witness_server import create_witness_app
+from ledger.cosignature import CosignatureSigner, generate_cosigner_key
+from ledger.note import Signer, Verifier, generate_signer_key
+from ledger.witness import Witness, WitnessStore
+from ledger.witnesses import parse_witnesses, submit
 from recpo.app import create_app
 from recpo.clock import SystemClock
 from tests.admin.conftest import add_user, sign_in
@@ -188,3 +202,143 @@ class TestInTheBackground:
                 sa.select(AuditEntry.detail).where(AuditEntry.action == "ledger.verify")
             ).one()
         assert json.loads(detail) == {}
+
+
+# --- witnesses ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def serving(wsgi_app) -> Iterator[str]:
+    """Serve `wsgi_app` over HTTP on 127.0.0.1 in a thread; yield its URL."""
+    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+@contextmanager
+def running_witness(tmp_path: Path, name: str, log_keys: list[Verifier]) -> Iterator[tuple]:
+    """A real witness (`recpo witness serve`'s app, its own SQLite store) over HTTP: (URL, key)."""
+    signer = CosignatureSigner.from_text(generate_cosigner_key(name))
+    store = WitnessStore.from_url(f"sqlite:///{tmp_path / (name.split('.')[0] + '.sqlite3')}")
+    try:
+        with serving(create_witness_app(Witness(signer, log_keys, store))) as url:
+            yield url, signer.verifier_text()
+    finally:
+        store.dispose()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def witness_rows(page: str) -> dict[str, str]:
+    table = page.split('id="witness-table"')[1].split("</table>")[0]
+    return dict(re.findall(r'<tr class="[a-z]*" data-witness="([^"]+)">(.*?)</tr>', table, re.S))
+
+
+class TestWitnesses:
+    ORIGIN = "recpo.example/ledger"
+
+    def test_cosigning_refusing_unreachable_and_former_witnesses(
+        self, database, redis_url, clock, instance_path, tmp_path
+    ):
+        log_key = generate_signer_key(self.ORIGIN)
+        ours = Signer.from_text(log_key).verifier()
+        impostor = Signer.from_text(generate_signer_key(self.ORIGIN)).verifier()
+        unreachable = CosignatureSigner.from_text(generate_cosigner_key("w3.test/witness"))
+        with (
+            running_witness(tmp_path, "w1.test/witness", [ours]) as (w1_url, w1_key),
+            # w2 follows a log of the same name under another key: it refuses ours (403).
+            running_witness(tmp_path, "w2.test/witness", [impostor]) as (w2_url, w2_key),
+            running_witness(tmp_path, "w0.test/witness", [ours]) as (w0_url, w0_key),
+        ):
+            configured = "; ".join(
+                [
+                    f"{w1_url} {w1_key}",
+                    f"{w2_url} {w2_key}",
+                    f"http://127.0.0.1:{closed_port()} {unreachable.verifier_text()}",
+                    f"http://127.0.0.1:{closed_port()} "
+                    + CosignatureSigner.from_text(
+                        generate_cosigner_key("w4.test/witness")
+                    ).verifier_text(),
+                ]
+            )
+            app = create_app(
+                {
+                    "DATABASE": database,
+                    "REDIS_URL": redis_url,
+                    "CLOCK": clock,
+                    "INSTANCE_PATH": str(instance_path),
+                    "DATABASE_URL": "postgresql+psycopg://nobody@unused.invalid/unused",
+                    "LEDGER_SIGNING_KEY": log_key,
+                    "LEDGER_WITNESSES": configured,
+                }
+            )
+            log = app.extensions[LOG_KEY]
+            fill_ledger(app, database, entries=12, batch=12)
+            # A witness configured before (w0) cosigned size 12; it is no longer in the list.
+            former = parse_witnesses(f"{w0_url} {w0_key}")
+            assert [o.result for o in submit(database, log, former)] == ["cosigned"]
+            clock.advance(dt.timedelta(minutes=10))
+            fill_ledger(app, database, entries=5, batch=5)
+            witnesses = app.extensions[WITNESSES_KEY].witnesses
+            outcomes = submit(database, log, witnesses[:3], timeout=2)  # w4 never contacted
+            assert [(o.witness, o.result, o.status) for o in outcomes] == [
+                ("w1.test/witness", "cosigned", 200),
+                ("w2.test/witness", "refused", 403),
+                ("w3.test/witness", "unreachable", None),
+            ]
+
+            client = app.test_client()
+            sign_in(
+                client,
+                database,
+                add_user(database, "rita", StaffRole.AUDITOR, clock.now()),
+                clock.now(),
+            )
+            page = client.get("/admin/ledger").get_data(as_text=True)
+            rows = witness_rows(page)
+            assert list(rows) == [
+                "w1.test/witness",
+                "w2.test/witness",
+                "w3.test/witness",
+                "w4.test/witness",
+                "w0.test/witness",
+            ]
+            w1, w2, w3, w4, w0 = rows.values()
+            assert w1_url in w1 and ">17<" in w1 and "cosignando" in w1
+            assert "hace 0 s" in w1  # cosigned just now (the test clock stands still)
+            assert "HTTP 200" in w1 and "por cosignar" not in w1
+            assert ">—<" in w2 and "rechazado" in w2 and "HTTP 403" in w2
+            assert "inalcanzable" in w3 and "ConnectionError" in w3
+            assert "aún no contactado" in w4
+            assert ">12<" in w0 and "5 por cosignar" in w0 and "ya no configurado" in w0
+
+            [alarm] = re.findall(
+                r'<div class="alarm" role="alert"[^>]*>(.*?)</div>\s*</div>', page, re.S
+            )
+            assert "El testigo w2.test/witness rechazó un checkpoint." in alarm
+            assert "Rechazó el tamaño 17 (desde 0)" in alarm and "HTTP 403" in alarm
+            refusals = page.split('id="refusals"')[1].split("</table>")[0]
+            assert refusals.count("<tr><td") == 1 and "w2.test/witness" in refusals
+
+            home = client.get("/admin/").get_data(as_text=True)
+            assert 'data-witness="w2.test/witness"' in home
+            assert "El testigo w2.test/witness rechazó un checkpoint." in home
+            assert 'href="/admin/ledger#witnesses"' in home
+            assert "w1.test/witness" not in home  # only alarms reach the dashboard
+
+    def test_no_witness_configured(self, client, as_role):
+        as_role(StaffRole.ANALYST)
+        page = client.get("/admin/ledger").get_data(as_text=True)
+        assert "No hay testigos configurados (LEDGER_WITNESSES)" in page
+        assert 'class="alarm"' not in page
+        assert 'class="alarm"' not in client.get("/admin/").get_data(as_text=True)
