@@ -33,8 +33,12 @@ from werkzeug.serving import make_server
 from admin.models import StaffRole
 from admin.users import create_user
 from flows.messages import Channel, Inbound
+from gateway.ledger_api import EXTENSION_KEY as LOG_KEY
+from gateway.ledger_api import WITNESSES_KEY
 from gateway.models import Direction, Encoding, Message, Status
 from gateway.service import current_gateway
+from ledger.note import Signer, generate_signer_key
+from ledger.witnesses import LedgerCosignature, WitnessRefusal, WitnessStatus, submit
 from recpo.app import create_app
 from recpo.db import Database
 from registry.demo import seed_demo
@@ -46,10 +50,12 @@ from registry.models import (
     PhoneLinkState,
     RedFlag,
     Registrant,
+    RegistrantStatus,
     ReinfoRegistration,
     Transaction,
     TransactionStatus,
 )
+from tests.admin.test_ledger_health import running_witness, serving
 from tests.conftest import new_postgres_database
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -459,3 +465,121 @@ class TestConsoleInTheBrowser:
         assert "revocado" in page.locator(".flash.success").inner_text()
         shot(page, "21-api-token-revoked")
         assert api("/api/v1/transactions")[0] == 401
+
+    def test_registrant_status_history_and_standing(self, page, tmp_path, live_database):
+        pedro = natural_person_ruc("41234567")
+        path = tmp_path / "reinfo-diciembre.csv"
+        path.write_text(
+            "RUC;Nombre;Código Único;Derecho Minero;Departamento;Provincia;Distrito;Estado\r\n"
+            f"{pedro};HUAMAN CONDORI PEDRO;070012317;HUEPETUHE DOS;MADRE DE DIOS;MANU;"
+            "HUEPETUHE;SUSPENDIDO\r\n",
+            encoding="utf-8",
+        )
+        sign_in(page)
+        page.click("nav.main >> text=Cargas")
+        page.set_input_files("#upload-reinfo input[type=file]", str(path))
+        page.click("#upload-reinfo button[type=submit]")
+        assert page.locator("#upload-result dd[data-field=updated]").inner_text() == "1"
+        page.goto("/admin/registrants?q=41234567")
+        page.click("table.list >> text=Pedro Huamán Condori")
+        history = page.locator("#status-history tbody tr")
+        assert history.count() == 1
+        row = history.first.inner_text()
+        assert "070012317" in row and "VIGENTE" in row and "SUSPENDIDO" in row
+        assert "reinfo-diciembre.csv" in row and "por admin" in row
+        # The standing with the registry: suspended with a note, then restored.
+        page.select_option("#standing-form select[name=status]", "suspended")
+        page.fill("#standing-form textarea[name=note]", "Verificación de campo pendiente.")
+        page.click("#standing-form button[type=submit]")
+        assert page.locator(".flash.success").inner_text() == "Situación cambiada."
+        page.select_option("#standing-form select[name=status]", "active")
+        page.fill("#standing-form textarea[name=note]", "Verificación hecha: en regla.")
+        page.click("#standing-form button[type=submit]")
+        assert history.count() == 3
+        newest = history.first.inner_text()
+        assert "suspendido" in newest and "activo" in newest and "en regla" in newest
+        shot(page, "22-registrant-status-history")
+        with live_database.transaction() as session:
+            registrant = session.scalars(
+                sa.select(Registrant).where(Registrant.document_number == "41234567")
+            ).one()
+            assert registrant.status is RegistrantStatus.ACTIVE
+
+    def test_the_messages_that_produced_a_transaction(self, page, live_app, live_database):
+        phone_says(live_app, BUYER, "COMPRA 45678912 NATIVO 12G 900 3000")
+        phone_says(live_app, BUYER, "SI")
+        phone_says(live_app, JUANA, "SI")
+        phone_says(live_app, JUANA, "1")  # her mining right
+        with live_database.transaction() as session:
+            transaction = session.scalars(  # the dashboard's seeded trade has code 000000
+                sa.select(Transaction).where(
+                    Transaction.material == "native", Transaction.code != "000000"
+                )
+            ).one()
+        assert transaction.status is TransactionStatus.CONFIRMED
+        sign_in(page)
+        page.goto(f"/admin/transactions/{transaction.id}")
+        rows = page.locator("#produced-by tbody tr")
+        assert rows.count() == 2 + 2 + 1 + 3 + 2  # buyer's 2 and replies, seller's, receipts
+        assert "COMPRA 45678912 NATIVO 12G 900 3000" in rows.first.inner_text()
+        assert "propuesta" in rows.first.inner_text() and "comprador" in rows.first.inner_text()
+        assert "confirmada" in rows.last.inner_text() and "vendedor" in rows.last.inner_text()
+        page.locator("#produced-by").scroll_into_view_if_needed()
+        shot(page, "23-transaction-messages")
+        rows.first.locator("td").nth(4).locator("a").click()
+        page.wait_for_url(re.compile(r"/admin/conversation"))
+        assert page.locator(".bubble.mine", has_text="COMPRA 45678912 NATIVO").count() == 1
+
+    def test_witnesses_on_the_ledger_page_and_an_alarm(
+        self, browser, live_app, live_database, tmp_path
+    ):
+        log_verifier = live_app.extensions[LOG_KEY].signer.verifier()
+        impostor = Signer.from_text(generate_signer_key(log_verifier.name)).verifier()
+        with (
+            running_witness(tmp_path, "sunat.test/witness", [log_verifier]) as (w1_url, w1_key),
+            running_witness(tmp_path, "uif.test/witness", [impostor]) as (w2_url, w2_key),
+        ):
+            # The same registry (database, instance secrets, ledger key), with witnesses set.
+            app = create_app(
+                {
+                    "DATABASE": live_database,
+                    "INSTANCE_PATH": live_app.instance_path,
+                    "REDIS_URL": "",
+                    "LEDGER_WITNESSES": f"{w1_url} {w1_key}; {w2_url} {w2_key}",
+                }
+            )
+            log = app.extensions[LOG_KEY]
+            with live_database.transaction() as session:
+                log.append(session, "test", {"witnessed": True})
+            log.sequence(live_database)
+            outcomes = submit(live_database, log, app.extensions[WITNESSES_KEY].witnesses)
+            assert [o.result for o in outcomes] == ["cosigned", "refused"]
+            context = None
+            try:
+                with serving(app) as url:
+                    context = browser.new_context(
+                        base_url=url, viewport={"width": 1280, "height": 900}
+                    )
+                    context.set_default_timeout(15_000)
+                    tab = context.new_page()
+                    sign_in(tab)
+                    alarm = tab.locator(".alarm")
+                    assert alarm.count() == 1
+                    assert "uif.test/witness" in alarm.inner_text()
+                    shot(tab, "24-dashboard-witness-alarm")
+                    alarm.locator("a").click()
+                    tab.wait_for_url(re.compile(r"/admin/ledger"))
+                    assert "rechazó un checkpoint" in tab.locator(".alarm").inner_text()
+                    rows = tab.locator("#witness-table tbody tr")
+                    assert rows.count() == 2
+                    assert "cosignando" in rows.first.inner_text()
+                    assert "rechazado" in rows.last.inner_text()
+                    assert tab.locator("#refusals tbody tr").count() == 1
+                    shot(tab, "25-ledger-witnesses")
+            finally:
+                if context is not None:
+                    context.close()
+                # Leave the shared database as the other tests expect it: no witnesses.
+                with live_database.transaction() as session:
+                    for model in (WitnessStatus, WitnessRefusal, LedgerCosignature):
+                        session.execute(sa.delete(model))
