@@ -84,16 +84,17 @@ def receive(
 ) -> Received:
     """Log, handle and answer one inbound message in one transaction."""
     with database.transaction() as session:
-        message_id = _log_inbound(session, inbound)
-        if message_id is None:
+        logged = _log_inbound(session, inbound)
+        if logged is None:
             INBOUND.labels(inbound.channel.value, "duplicate").inc()
             return _duplicate(session, inbound)
+        message_id, opted_out = logged
         INBOUND.labels(inbound.channel.value, "accepted").inc()
         replies, proceed = ([], True)
         # Phones this transaction has found not opted out: no need to look again for each reply.
         receiving: set[str] = set()
         if inbound.channel is not Channel.USSD:  # USSD is a session the phone itself opened
-            replies, proceed = _opt_out_step(session, inbound)
+            replies, proceed = _opt_out_step(session, inbound, opted_out)
             if proceed:
                 receiving.add(inbound.phone)
         if proceed and limiter is not None and _flooding(session, inbound, limiter):
@@ -138,19 +139,15 @@ def receive(
     return received
 
 
-def _opt_out_step(session: Session, inbound: Inbound) -> tuple[list[Reply], bool]:
+def _opt_out_step(session: Session, inbound: Inbound, opted_out: bool) -> tuple[list[Reply], bool]:
     """`optout.handle`, without its work for the usual message: no stop word, phone not opted out.
 
-    For that message `optout.handle` answers nothing and lets the conversations run; finding it
-    out takes one primary-key lookup, where `optout.handle` would also look up the phone's
-    language for replies it does not make.
+    For that message `optout.handle` answers nothing and lets the conversations run; whether the
+    phone opted out came back with the logged message, and `optout.handle` would also look up
+    the phone's language for replies it does not make.
     """
-    if optout.first_word(inbound.text) not in optout.STOP_WORDS:
-        opted_out = session.connection().scalar(
-            _statements(_dialect(session)).opted_out, {"phone": inbound.phone}
-        )
-        if opted_out is None:
-            return [], True
+    if not opted_out and optout.first_word(inbound.text) not in optout.STOP_WORDS:
+        return [], True
     return optout.handle(session, inbound)
 
 
@@ -175,8 +172,9 @@ _OUTBOUND_COLUMNS = (
 class _Statements:
     """The statements of the inbound path, built once (building them costs more than running)."""
 
-    log_inbound: Any  # INSERT ... ON CONFLICT DO NOTHING RETURNING id
-    opted_out: Any  # the phone's opt-out row, if any (as `optout.is_opted_out` looks it up)
+    # INSERT ... ON CONFLICT DO NOTHING RETURNING id, and whether the phone opted out (as
+    # `optout.is_opted_out` looks it up): one round trip for both.
+    log_inbound: Any
     # PostgreSQL: the reply, its event and its outbox row in one statement (one round trip).
     log_reply_queued: Any = None
     log_reply: Any = None  # ... without an outbox row
@@ -189,21 +187,19 @@ class _Statements:
 @functools.cache
 def _statements(dialect: str) -> _Statements:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    opt_outs = OptOut.__table__
+    opted_out = sa.exists().where(opt_outs.c.phone == sa.bindparam("phone"))
     log_inbound = (
         insert(_MESSAGES)
         .values({name: sa.bindparam(name) for name in _INBOUND_COLUMNS})
         .on_conflict_do_nothing()
-        .returning(_MESSAGES.c.id)
-    )
-    opted_out = sa.select(OptOut.__table__.c.phone).where(
-        OptOut.__table__.c.phone == sa.bindparam("phone")
+        .returning(_MESSAGES.c.id, opted_out)
     )
     message_values = {name: sa.bindparam(name) for name in _OUTBOUND_COLUMNS}
     pending = sa.literal(OutboxState.PENDING, _OUTBOX.c.state.type)
     if dialect != "postgresql":
         return _Statements(
             log_inbound,
-            opted_out,
             insert_message=sa.insert(_MESSAGES).values(message_values).returning(_MESSAGES.c.id),
             insert_event=sa.insert(_EVENTS).values(
                 message_id=sa.bindparam("message_id"),
@@ -251,7 +247,6 @@ def _statements(dialect: str) -> _Statements:
     )
     return _Statements(
         log_inbound,
-        opted_out,
         log_reply_queued=queued,
         log_reply=event.returning(_EVENTS.c.message_id),
     )
@@ -336,8 +331,11 @@ def _slow_down(session: Session, inbound: Inbound, limiter: Limiter) -> list[Rep
     return [Reply(inbound.phone, translate(locale, SLOW_DOWN), inbound.channel)]
 
 
-def _log_inbound(session: Session, inbound: Inbound) -> int | None:
-    """Log the message; return its id, or None if this provider message is already logged."""
+def _log_inbound(session: Session, inbound: Inbound) -> tuple[int, bool] | None:
+    """Log the message; return its id and whether the phone opted out.
+
+    Return None if this provider message is already logged.
+    """
     now = inbound.received_at
     _, encoding, segments = text_cost(inbound.channel, inbound.text)
     # The same provider message again (a retried or concurrent webhook) conflicts with the unique
@@ -356,7 +354,8 @@ def _log_inbound(session: Session, inbound: Inbound) -> int | None:
         "created_at": now,
         "updated_at": now,
     }
-    return session.connection().scalar(_statements(_dialect(session)).log_inbound, params)
+    row = session.connection().execute(_statements(_dialect(session)).log_inbound, params).first()
+    return None if row is None else (row[0], bool(row[1]))
 
 
 def _duplicate(session: Session, inbound: Inbound) -> Received:

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import StatementError
 
 from recpo.clock import FixedClock, SystemClock, lima_date
-from recpo.db import Base, Database
+from recpo.db import Base, Database, make_engine
 
 
 class TestDatabase:
@@ -56,6 +56,51 @@ class TestDatabase:
         assert "uq_registrants_document_type_document_number" in names
         assert "fk_phone_links_registrant_id_registrants" in names
         assert "ck_reinfo_registrations_ruc_length" in names
+
+
+class TestPooledConnections:
+    """A pooled connection the server has closed is replaced before anyone uses it."""
+
+    def _backend_pids(self, engine: sa.Engine, count: int) -> list[int]:
+        # Check out `count` connections at once so the pool holds that many, then return them.
+        connections = [engine.connect() for _ in range(count)]
+        try:
+            return [c.scalar(sa.text("SELECT pg_backend_pid()")) for c in connections]
+        finally:
+            for c in connections:
+                c.close()
+
+    def test_terminated_backends_are_replaced_at_checkout(self, postgres_url: str):
+        engine = make_engine(postgres_url, pool_size=3)
+        try:
+            pids = self._backend_pids(engine, 3)
+            killer = make_engine(postgres_url, poolclass=sa.pool.NullPool)
+            with killer.connect() as conn:
+                for pid in pids:
+                    terminate = sa.text("SELECT pg_terminate_backend(:p, 5000)")
+                    assert conn.scalar(terminate, {"p": pid})
+            killer.dispose()
+            # Every pooled connection is dead; none of these may fail or reuse one.
+            new_pids = self._backend_pids(engine, 3)
+            assert not set(new_pids) & set(pids)
+            with engine.connect() as conn:
+                assert conn.scalar(sa.text("SELECT 1")) == 1
+        finally:
+            engine.dispose()
+
+    def test_healthy_connections_are_reused_without_a_ping(self, postgres_url: str):
+        engine = make_engine(postgres_url, pool_size=1)
+        statements: list[str] = []
+        sa.event.listen(
+            engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+        )
+        try:
+            first = self._backend_pids(engine, 1)
+            statements.clear()
+            assert self._backend_pids(engine, 1) == first
+            assert statements == ["SELECT pg_backend_pid()"]  # no SELECT 1 before it
+        finally:
+            engine.dispose()
 
 
 class TestClock:
