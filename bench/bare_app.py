@@ -4,9 +4,10 @@
 
 serves one endpoint, `POST /twilio/sms`, that parses the same form as the real webhook (reading the
 fields the gateway reads) and returns the same empty TwiML, with nothing else: no signature check,
-no database, no Redis. Gunicorn is configured exactly as `recpo serve` configures it (sync workers,
-access log on stdout, same timeouts), so the difference from the real service is the gateway's own
-work. `noop` is the job RQ's own throughput is measured with.
+no database, no Redis. Gunicorn is configured exactly as `recpo serve` configures it (the same
+`recpo.cli.gunicorn_settings`: threaded workers, access log on stdout, same timeouts), so the
+difference from the real service is the gateway's own work. `noop` is the job RQ's own
+throughput is measured with.
 """
 
 from __future__ import annotations
@@ -39,13 +40,12 @@ def serve(host: str, port: int, workers: int) -> None:
     """Serve `app` with gunicorn, configured as `recpo serve` does."""
     from gunicorn.app.base import BaseApplication
 
+    from recpo.cli import gunicorn_settings
+
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("accesslog", "-")
-            self.cfg.set("graceful_timeout", 10)
-            self.cfg.set("control_socket_disable", True)
+            for name, value in gunicorn_settings(host, port, workers).items():
+                self.cfg.set(name, value)
 
         def load(self) -> Flask:
             return app

@@ -8,8 +8,8 @@ flushed). Every figure is printed next to a baseline measured in the same run on
    signed Twilio SMS webhooks (signature, dedup, conversation step, outbox, commit, RQ enqueue),
    next to a bare Flask app under the same gunicorn configuration (bench/bare_app.py) that parses
    the same form and returns the same empty TwiML: requests/s and p50/p99 latency at 32 concurrent
-   connections (HTTP/1.1 keep-alive asked for; gunicorn's sync workers close each connection, so
-   each request connects anew: `keep_alive_reuses` says so), the two servers alternating in slices
+   connections (HTTP/1.1 keep-alive, which the threaded workers honour: `keep_alive_reuses` counts
+   the requests that reused a connection), the two servers alternating in slices
    so that other load on the machine weighs on both alike. Every request has its own MessageSid;
    senders rotate among fresh blocks of 1,000 phones (under the inbound rate limit per phone).
    `--workers` (default 2, as `recpo serve`; more did not help on 2 cores) applies to both.

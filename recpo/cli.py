@@ -112,6 +112,22 @@ def demo() -> None:
 # --- serve ----------------------------------------------------------------------------------------
 
 
+def gunicorn_settings(host: str, port: int, workers: int) -> dict[str, object]:
+    """Return how `recpo serve` configures gunicorn (bench/bare_app.py serves alike)."""
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        # Threads, so a long CSV export or a slow provider call does not hold a whole process;
+        # the timeout is for a worker that stopped answering, not for a slow response.
+        "worker_class": "gthread",
+        "threads": 4,
+        "timeout": 120,
+        "accesslog": "-",
+        "graceful_timeout": 10,
+        "control_socket_disable": True,
+    }
+
+
 @click.command(help="Serve the web application with gunicorn.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=None, help="Default: PORT, else 5000.")
@@ -124,16 +140,8 @@ def serve(host: str, port: int | None, workers: int) -> None:
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            # Threads, so a long CSV export or a slow provider call does not hold a whole
-            # process; the timeout is for a worker that stopped answering, not a slow response.
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", 4)
-            self.cfg.set("timeout", 120)
-            self.cfg.set("accesslog", "-")
-            self.cfg.set("graceful_timeout", 10)
-            self.cfg.set("control_socket_disable", True)
+            for name, value in gunicorn_settings(host, port, workers).items():
+                self.cfg.set(name, value)
 
         def load(self) -> Flask:
             # Each worker builds its own app, so no connection crosses a fork.

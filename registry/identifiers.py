@@ -495,15 +495,14 @@ def mask_phone(e164: str) -> str:
     """
     text = _ascii_digits(str(e164)).strip()
     if _E164.fullmatch(text):
-        try:
-            number = phonenumbers.parse(text, None)
-        except NumberParseException:
-            number = None
-        if number is not None:
-            # The digits as given after the country code (libphonenumber may drop a trunk 0).
-            rest = text[1 + len(str(number.country_code)) :]
-            if len(rest) > 3:
-                return f"+{number.country_code}" + "*" * (len(rest) - 3) + rest[-3:]
+        # Country calling codes are prefix-free and 1-3 digits long: the first prefix that is
+        # one is the code (as libphonenumber finds it, without parsing the whole number).
+        for length in (1, 2, 3):
+            if int(text[1 : 1 + length]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+                rest = text[1 + length :]
+                if len(rest) > 3:
+                    return text[: 1 + length] + "*" * (len(rest) - 3) + rest[-3:]
+                break
     digits = [c for c in text if c in _DIGITS]
     if len(digits) < 7:
         return "*" * len(digits)

@@ -7,7 +7,6 @@ from sqlalchemy.orm import Session
 
 from registry.models import Language, PhoneLink, PhoneLinkState, Registrant
 
-
 _ACTIVE_REGISTRANT = (
     sa.select(Registrant)
     .join(PhoneLink, PhoneLink.registrant_id == Registrant.id)

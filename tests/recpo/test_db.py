@@ -91,9 +91,7 @@ class TestPooledConnections:
     def test_healthy_connections_are_reused_without_a_ping(self, postgres_url: str):
         engine = make_engine(postgres_url, pool_size=1)
         statements: list[str] = []
-        sa.event.listen(
-            engine, "before_cursor_execute", lambda *args: statements.append(args[2])
-        )
+        sa.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
         try:
             first = self._backend_pids(engine, 1)
             statements.clear()
