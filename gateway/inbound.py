@@ -49,6 +49,12 @@ NOTICE_RATE = Rate(count=1, period=60, burst=1)
 SLOW_DOWN = N_("RECPO: too many messages. Wait a minute and send your message again.")
 
 
+class Guard(Protocol):
+    """A channel's check, in the message's own transaction, that refuses it before it is logged."""
+
+    def __call__(self, session: Session, inbound: Inbound) -> bool: ...
+
+
 class Conversations(Protocol):
     """What the gateway needs from `flows`."""
 
@@ -64,6 +70,7 @@ class Received:
     outbox: list[int] = field(default_factory=list)  # outbound message ids to dispatch
     inline: Reply | None = None  # the reply rendered in the response itself (USSD)
     ledger_appended: bool = False  # entries were queued: sequence them after the commit
+    refused: bool = False  # the channel's guard refused it: not logged, not handled
 
 
 @functools.lru_cache(maxsize=4096)  # replies repeat (help, prompts); folding is per character
@@ -81,9 +88,15 @@ def receive(
     conversations: Conversations,
     inbound: Inbound,
     limiter: Limiter | None = None,
+    guard: Guard | None = None,
 ) -> Received:
-    """Log, handle and answer one inbound message in one transaction."""
+    """Log, handle and answer one inbound message in one transaction.
+
+    A `guard` that returns True refuses the message: nothing is written and `refused` is set.
+    """
     with database.transaction() as session:
+        if guard is not None and guard(session, inbound):
+            return Received(0, duplicate=False, refused=True)
         logged = _log_inbound(session, inbound)
         if logged is None:
             INBOUND.labels(inbound.channel.value, "duplicate").inc()

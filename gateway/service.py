@@ -8,7 +8,7 @@ from flask import current_app
 
 from flows.messages import Inbound
 from gateway.dispatch import Dispatcher
-from gateway.inbound import Conversations, Received, receive
+from gateway.inbound import Conversations, Guard, Received, receive
 from gateway.ratelimit import Limiter
 from ledger.log import Log
 from ledger.witnesses import BackgroundSubmitter
@@ -32,9 +32,9 @@ class Gateway:
     log: Log
     witnesses: BackgroundSubmitter
 
-    def receive(self, inbound: Inbound) -> Received:
+    def receive(self, inbound: Inbound, guard: Guard | None = None) -> Received:
         """Handle one inbound message and hand its replies to the dispatcher after commit."""
-        received = receive(self.database, self.conversations, inbound, self.limiter)
+        received = receive(self.database, self.conversations, inbound, self.limiter, guard)
         # Group commit: whoever holds the sequencer's lock takes every queued entry.
         if received.ledger_appended and self.log.sequence(self.database):
             self.witnesses.kick()
