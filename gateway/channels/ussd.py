@@ -30,11 +30,14 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
 from flows.messages import Channel, Inbound, Reply
+from flows.models import Conversation
 from gateway import text as wire
 from gateway.models import Direction, Message
 from gateway.service import current_gateway
+from recpo.db import Database
 from recpo.i18n import DEFAULT_LOCALE, N_, translate
 from registry.identifiers import InvalidIdentifier, mask_phone, parse_phone
+from registry.phones import active_registrant
 
 log = logging.getLogger(__name__)
 
@@ -159,16 +162,33 @@ def fit_screen(text: str, limit: int = wire.USSD_LIMIT) -> str:
     return head.rstrip() + ELLIPSIS
 
 
-def render_screen(reply: Reply | None) -> str:
-    """Return the exact response body for `reply`: `CON <screen>` or `END <screen>`."""
+def render_screen(reply: Reply | None, locale: str = DEFAULT_LOCALE) -> str:
+    """Return the exact response body for `reply`: `CON <screen>` or `END <screen>`.
+
+    Without a reply, the session ends with an apology in `locale`.
+    """
     if reply is None:
-        return "END " + fit_screen(translate(DEFAULT_LOCALE, NO_REPLY))
+        return "END " + fit_screen(translate(locale, NO_REPLY))
     return ("END " if reply.final else "CON ") + fit_screen(reply.text)
 
 
-def render(reply: Reply | None) -> Response:
+def render(reply: Reply | None, locale: str = DEFAULT_LOCALE) -> Response:
     """Return the HTTP response carrying `reply` to the phone."""
-    return Response(render_screen(reply), status=200, content_type=CONTENT_TYPE)
+    return Response(render_screen(reply, locale), status=200, content_type=CONTENT_TYPE)
+
+
+def _locale_of(database: Database, phone: str) -> str:
+    """The phone's language, as the conversations speak to it, for screens no flow wrote.
+
+    A registrant's language, else the one the phone chose in the menu, else Spanish. Rare paths
+    only: it costs a query of its own.
+    """
+    with database.transaction() as session:
+        registrant = active_registrant(session, phone)
+        if registrant is not None:
+            return registrant.language.value
+        chosen = session.scalar(sa.select(Conversation.language).where(Conversation.phone == phone))
+        return chosen or DEFAULT_LOCALE
 
 
 # --- the callback ---------------------------------------------------------------------------------
@@ -192,8 +212,9 @@ def callback() -> ResponseReturnValue:
             inbound.session_id,
             mask_phone(inbound.phone),
         )
+        locale = _locale_of(gateway.database, inbound.phone)
         return Response(
-            "END " + fit_screen(translate(DEFAULT_LOCALE, OTHER_PHONE)),
+            "END " + fit_screen(translate(locale, OTHER_PHONE)),
             status=200,
             content_type=CONTENT_TYPE,
         )
@@ -203,4 +224,5 @@ def callback() -> ResponseReturnValue:
             received.message_id,
             mask_phone(inbound.phone),
         )
+        return render(None, _locale_of(gateway.database, inbound.phone))
     return render(received.inline)

@@ -253,6 +253,17 @@ class TestSessions:
         ).one()
         assert response.get_data(as_text=True) == "END " + screen.body
 
+    def test_a_refused_phone_is_told_in_its_own_language(self, client, db_session):
+        # The other phone chose Quechua in its own session (menu 5, then 2).
+        for text in ("", "5", "5*2"):
+            own = callback(sessionId="ATUid_own", phoneNumber=OTHER_PHONE, text=text)
+            assert client.post("/ussd", data=own).status_code == 200
+        client.post("/ussd", data=callback())
+        response = client.post("/ussd", data=callback(phoneNumber=OTHER_PHONE, text="6"))
+        expected = fold_for_sms(translate("qu", ussd.OTHER_PHONE))
+        assert expected != screen(ussd.OTHER_PHONE)
+        assert response.get_data(as_text=True) == "END " + fit_screen(expected)
+
 
 class TestAnswers:
     @pytest.mark.parametrize(
