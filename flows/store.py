@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from flows.messages import Channel
 from flows.models import Conversation
+from recpo.i18n import DEFAULT_LOCALE
+from registry.phones import active_registrant
 
 
 @functools.cache
@@ -49,3 +51,15 @@ def lock_conversation(
         {"phone": phone, "channel": channel, "now": now},
         execution_options={"populate_existing": True},
     ).one()
+
+
+def locale_for(session: Session, phone: str) -> str:
+    """The language the conversations speak to `phone` in, for text written outside a turn.
+
+    Its registrant's language, else the one the phone chose (IDIOMA), else Spanish.
+    """
+    registrant = active_registrant(session, phone)
+    if registrant is not None:
+        return registrant.language.value
+    chosen = session.scalar(sa.select(Conversation.language).where(Conversation.phone == phone))
+    return chosen or DEFAULT_LOCALE

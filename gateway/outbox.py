@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from flows.messages import Channel, Choice, Reply
+from flows.store import locale_for
 from gateway.inbound import as_sms, text_cost
 from gateway.metrics import OUTBOUND, RATE_LIMITED
 from gateway.models import (
@@ -44,6 +45,7 @@ from gateway.senders import (
 )
 from recpo.clock import Clock
 from recpo.db import Database
+from recpo.i18n import DEFAULT_LOCALE
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +170,18 @@ def claim(database: Database, message_id: int, now: dt.datetime) -> OutboundMess
             )
         session.connection().execute(_CLAIM_WRITE, {"row_id": message_id, "until": now + LEASE})
         choices = tuple(Choice(**c) for c in json.loads(row.choices or "[]"))
+        # Only interactive messages (WhatsApp) get words from the sender: look the language up
+        # for those alone.
+        locale = locale_for(session, row.phone) if choices else DEFAULT_LOCALE
         return OutboundMessage(
-            message_id, row.channel, row.phone, row.body, choices, row.segments, row.simulated
+            message_id,
+            row.channel,
+            row.phone,
+            row.body,
+            choices,
+            row.segments,
+            row.simulated,
+            locale,
         )
 
 

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from flows.messages import Channel, Choice
 from recpo.config import Settings
+from recpo.i18n import DEFAULT_LOCALE
 from registry.identifiers import mask_phone
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class OutboundMessage:
     choices: tuple[Choice, ...] = ()
     segments: int = 1
     simulated: bool = False  # from the phone simulator: goes to the console, never a provider
+    locale: str = DEFAULT_LOCALE  # for words a sender adds itself (WhatsApp's list button)
 
 
 class Sender(Protocol):

@@ -30,14 +30,13 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
 from flows.messages import Channel, Inbound, Reply
-from flows.models import Conversation
+from flows.store import locale_for
 from gateway import text as wire
 from gateway.models import Direction, Message
 from gateway.service import current_gateway
 from recpo.db import Database
 from recpo.i18n import DEFAULT_LOCALE, N_, translate
 from registry.identifiers import InvalidIdentifier, mask_phone, parse_phone
-from registry.phones import active_registrant
 
 log = logging.getLogger(__name__)
 
@@ -178,17 +177,9 @@ def render(reply: Reply | None, locale: str = DEFAULT_LOCALE) -> Response:
 
 
 def _locale_of(database: Database, phone: str) -> str:
-    """The phone's language, as the conversations speak to it, for screens no flow wrote.
-
-    A registrant's language, else the one the phone chose in the menu, else Spanish. Rare paths
-    only: it costs a query of its own.
-    """
+    """The phone's language for screens no flow wrote (rare paths: a query of their own)."""
     with database.transaction() as session:
-        registrant = active_registrant(session, phone)
-        if registrant is not None:
-            return registrant.language.value
-        chosen = session.scalar(sa.select(Conversation.language).where(Conversation.phone == phone))
-        return chosen or DEFAULT_LOCALE
+        return locale_for(session, phone)
 
 
 # --- the callback ---------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from gateway.senders import (
 from gateway.service import current_gateway
 from gateway.text import normalise_inbound
 from recpo.config import Settings
-from recpo.i18n import DEFAULT_LOCALE, N_, translate
+from recpo.i18n import N_, translate
 from registry.identifiers import mask_phone
 
 log = logging.getLogger(__name__)
@@ -311,7 +311,7 @@ def render(message: OutboundMessage) -> dict[str, Any]:
                 return request_body | _interactive("button", message.text, {"buttons": buttons})
         elif len(choices) <= MAX_LIST_ROWS and all(len(c.id) <= ROW_ID_LIMIT for c in choices):
             rows = [{"id": c.id, "title": _shorten(c.title, ROW_TITLE_LIMIT)} for c in choices]
-            label = _shorten(translate(DEFAULT_LOCALE, LIST_BUTTON), BUTTON_TITLE_LIMIT)
+            label = _shorten(translate(message.locale, LIST_BUTTON), BUTTON_TITLE_LIMIT)
             action = {"button": label, "sections": [{"rows": rows}]}
             return request_body | _interactive("list", message.text, action)
     return request_body | {

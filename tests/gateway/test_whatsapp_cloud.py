@@ -11,7 +11,7 @@ import json
 import logging
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
@@ -23,7 +23,9 @@ from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue
 
-from flows.messages import Channel, Choice
+from flows.engine import Conversations
+from flows.messages import Channel, Choice, Inbound
+from gateway import outbox
 from gateway.channels.whatsapp_cloud import (
     API_VERSION,
     DEFAULT_API_URL,
@@ -35,7 +37,16 @@ from gateway.channels.whatsapp_cloud import (
     verify_signature,
 )
 from gateway.dispatch import QUEUE_NAME
-from gateway.models import Direction, Encoding, Message, MessageEvent, OutboxItem, Status
+from gateway.inbound import receive
+from gateway.models import (
+    Direction,
+    Encoding,
+    Message,
+    MessageEvent,
+    OutboxItem,
+    OutboxState,
+    Status,
+)
 from gateway.outbox import send_item
 from gateway.senders import (
     OutboundMessage,
@@ -613,6 +624,49 @@ class TestSend:
         [recorded] = graph_api.requests
         assert recorded.body == expected
         assert wamid == graph_api.sent[0]
+
+    def test_the_list_button_speaks_the_phones_language(self, sender, graph_api) -> None:
+        message = replace(outbound("Material:", MATERIALS), locale="qu")
+        sender.send(message)
+        [recorded] = graph_api.requests
+        label = recorded.body["interactive"]["action"]["button"]
+        assert label == translate("qu", LIST_BUTTON) != translate(DEFAULT_LOCALE, LIST_BUTTON)
+
+    def test_the_outbox_hands_the_sender_that_language(self, database, clock) -> None:
+        # A phone that chose Quechua (IDIOMA, 2) is sent a list: its message carries "qu".
+        for n, text in enumerate(("IDIOMA", "2")):
+            receive(
+                database,
+                Conversations(),
+                Inbound(Channel.WHATSAPP, ROSA, text, f"wamid.lang{n}", clock.now()),
+            )
+        with database.transaction() as session:
+            message = Message(
+                channel=Channel.WHATSAPP,
+                direction=Direction.OUT,
+                phone=ROSA,
+                body="Material:",
+                status=Status.QUEUED,
+                encoding=Encoding.UNICODE,
+                segments=1,
+                choices=json.dumps([{"id": c.id, "title": c.title} for c in MATERIALS]),
+                created_at=clock.now(),
+                updated_at=clock.now(),
+            )
+            session.add(message)
+            session.flush()
+            session.add(
+                OutboxItem(
+                    message_id=message.id,
+                    state=OutboxState.PENDING,
+                    attempts=0,
+                    next_attempt_at=clock.now(),
+                    created_at=clock.now(),
+                )
+            )
+        claimed = outbox.claim(database, message.id, clock.now())
+        assert claimed is not None and claimed.locale == "qu"
+        assert claimed.choices == MATERIALS
 
     def test_request_line_and_token(self, sender, graph_api) -> None:
         sender.send(outbound("Hola"))
