@@ -4,7 +4,9 @@ A partner institution runs it on its own machine, with its own key and database;
 nothing with the registry's application (no settings, no database, no Redis).
 
 - `POST /add-checkpoint` — c2sp.org/tlog-witness (see `ledger.witness.Witness`);
-- `GET /` — the witness's verifier key and the log keys it follows (text, for operators).
+- `GET /` — the witness's verifier key, the log keys it follows, and for each log the size it
+  last cosigned and an ALARM line once it refused a checkpoint the log signed (text, for
+  operators).
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ def create_witness_app(witness: Witness) -> Flask:
             "C2SP tlog-witness: POST /add-checkpoint",
             f"witness key: {witness.signer.verifier_text()}",
             *(f"log key: {key.text()}" for keys in witness.logs.values() for key in keys),
+            *(
+                line
+                for origin in sorted(witness.logs)
+                for line in witness.store.status(origin).lines()
+            ),
         ]
         return Response("\n".join(lines) + "\n", content_type="text/plain; charset=utf-8")
 

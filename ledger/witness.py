@@ -15,7 +15,9 @@ mixes with the registry's schema). `Witness.add_checkpoint` implements `POST /ad
 
 The check of the old size and the update of the record happen as one compare-and-swap on
 (origin, size, root), so two concurrent requests cannot both advance (or roll back) the record.
-A refused request whose log signature verified is kept as evidence (`witness_evidence`).
+A refused request whose log signature verified is kept as evidence (`witness_evidence`) and
+logged as a warning: the log signed two histories that do not extend each other (a rewritten or
+forked log). `WitnessStore.status` summarises both for the operator (`GET /` of the server).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -47,6 +50,7 @@ SIZE_CONTENT_TYPE = "text/x.tlog.size"
 MAX_PROOF_LINES = 63
 MAX_REQUEST_BYTES = 1 << 16
 _OLD_LINE = re.compile(r"old (0|[1-9][0-9]*)", re.ASCII)
+logger = logging.getLogger(__name__)
 
 metadata = sa.MetaData()
 
@@ -87,6 +91,34 @@ class Recorded:
 
     size: int
     root: bytes
+
+
+@dataclass(frozen=True)
+class LogStatus:
+    """One log as its witness sees it: the size last cosigned, and the refusals kept."""
+
+    origin: str
+    cosigned_size: int | None
+    cosigned_at: str | None
+    refusals: int
+    last_refusal: dict | None  # a `witness_evidence` row
+
+    def lines(self) -> list[str]:
+        """The status as text lines, for operators."""
+        if self.cosigned_size is None:
+            lines = [f"log {self.origin}: nothing cosigned yet"]
+        else:
+            lines = [
+                f"log {self.origin}: cosigned up to size {self.cosigned_size} ({self.cosigned_at})"
+            ]
+        if self.last_refusal is not None:
+            last = self.last_refusal
+            lines.append(
+                f"ALARM log {self.origin}: {self.refusals} checkpoint(s) signed by the log "
+                f"refused as another history; latest {last['received_at']}: {last['status']} "
+                f"{last['reason']} (the signed requests are kept as evidence)"
+            )
+        return lines
 
 
 class WitnessStore:
@@ -158,6 +190,32 @@ class WitnessStore:
                     received_at=_iso(now),
                 )
             )
+
+    def status(self, origin: str) -> LogStatus:
+        """What the witness holds for `origin`: its cosigned size, and the refusals kept."""
+        with self.engine.connect() as conn:
+            record = conn.execute(
+                sa.select(logs_table.c.size, logs_table.c.updated_at).where(
+                    logs_table.c.origin == origin
+                )
+            ).one_or_none()
+            count, latest = conn.execute(
+                sa.select(sa.func.count(), sa.func.max(evidence_table.c.id)).where(
+                    evidence_table.c.origin == origin
+                )
+            ).one()
+            last = (
+                conn.execute(sa.select(evidence_table).where(evidence_table.c.id == latest)).one()
+                if latest is not None
+                else None
+            )
+        return LogStatus(
+            origin,
+            record.size if record else None,
+            record.updated_at if record else None,
+            count,
+            dict(last._mapping) if last is not None else None,
+        )
 
     def evidence(self, origin: str | None = None) -> list[dict]:
         """Return the kept evidence, oldest first (all origins unless one is given)."""
@@ -305,6 +363,9 @@ class Witness:
     ) -> Response:
         origin = request.note.split("\n", 1)[0]
         self.store.keep_evidence(origin, status, reason, body.decode("utf-8"), self.now())
+        logger.warning(
+            "refused a checkpoint signed by %s: %s %s (evidence kept)", origin, status, reason
+        )
         if status == 409 and size is not None:
             return _conflict(size)
         return Response(status, reason + "\n")

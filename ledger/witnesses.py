@@ -21,6 +21,7 @@ recorded as the last error.
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import logging
 import threading
@@ -453,7 +454,9 @@ class BackgroundSubmitter:
     """Submits in a daemon thread of this process; `kick()` after each sequencing returns at once.
 
     Kicks that arrive while a submission runs are folded into one more run, so a burst of batches
-    costs at most two submissions per witness.
+    costs at most two submissions per witness. A process that kicked does not end before the
+    submission it asked for (short-lived ones, as `recpo simulate`, would lose it with the
+    thread): at exit it waits for it, at most twice the timeout per witness.
     """
 
     def __init__(
@@ -470,6 +473,9 @@ class BackgroundSubmitter:
         self._wanted = False
         self._running = False
         self._lock = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._waits_at_exit = False
 
     def kick(self) -> None:
         """Ask for a submission of the newest checkpoint soon."""
@@ -480,13 +486,22 @@ class BackgroundSubmitter:
             if self._running:
                 return
             self._running = True
+            self._idle.clear()
+            if not self._waits_at_exit:
+                atexit.register(self.wait, 2 * self.timeout * len(self.witnesses))
+                self._waits_at_exit = True
         threading.Thread(target=self._run, daemon=True, name="witness-submitter").start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until no submission runs or is wanted (at most `timeout` s); True if none is."""
+        return self._idle.wait(timeout)
 
     def _run(self) -> None:
         while True:
             with self._lock:
                 if not self._wanted:
                     self._running = False
+                    self._idle.set()
                     return
                 self._wanted = False
             try:

@@ -478,24 +478,42 @@ def ledger_verify() -> None:
 )
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 @click.option("--key", "keys", multiple=True, required=True, help="The log's verifier key (text).")
-def ledger_check_proof(file: Any, keys: tuple[str, ...]) -> None:
+@click.option(
+    "--witness",
+    "witness_keys",
+    multiple=True,
+    help="A witness's verifier key: its cosignature on the checkpoint is required; repeatable.",
+)
+def ledger_check_proof(file: Any, keys: tuple[str, ...], witness_keys: tuple[str, ...]) -> None:
     import json
 
+    from ledger.cosignature import CosignatureVerifier
     from ledger.entries import parse_entry
-    from ledger.note import Verifier
-    from ledger.proofs import ProofError, check_proof
+    from ledger.note import NoteError, Verifier, open_note
+    from ledger.proofs import ProofError, check_proof, parse_proof
 
     try:
         verifiers = [Verifier.from_text(k.strip()) for k in keys]
     except ValueError as exc:
         raise click.ClickException(f"--key: {exc}") from None
     try:
-        checked = check_proof(file.read(), verifiers)
-    except ProofError as exc:
+        witnesses = [CosignatureVerifier.from_text(k.strip()) for k in witness_keys]
+    except ValueError as exc:
+        raise click.ClickException(f"--witness: {exc}") from None
+    text = file.read()
+    try:
+        checked = check_proof(text, [*verifiers, *witnesses])
+        if witnesses:
+            opened = open_note(parse_proof(text).note, [*verifiers, *witnesses])
+            signed = {signature.name for signature in opened.signatures}
+            if missing := [w.name for w in witnesses if w.name not in signed]:
+                raise ProofError(f"the checkpoint is not cosigned by {', '.join(missing)}")
+    except (ProofError, NoteError) as exc:
         raise click.ClickException(f"proof NOT valid: {exc}") from None
+    cosigned = f", cosigned by {', '.join(w.name for w in witnesses)}" if witnesses else ""
     click.echo(
         f"proof valid: entry {checked.index} is in {checked.checkpoint.origin} "
-        f"at tree size {checked.checkpoint.size}"
+        f"at tree size {checked.checkpoint.size}{cosigned}"
     )
     click.echo(json.dumps(parse_entry(checked.entry)["body"], ensure_ascii=False, indent=2))
 
@@ -588,7 +606,11 @@ def witness_serve(
     from ledger.witness import Witness, WitnessStore, default_database_url
 
     try:
-        signer = CosignatureSigner.from_text(key_file.read_text(encoding="utf-8"))
+        # The file `recpo witness keygen` wrote: the PRIVATE+KEY+... line (its verifier key, on
+        # the next line, is for the registry's LEDGER_WITNESSES).
+        lines = key_file.read_text(encoding="utf-8").split()
+        private = next((line for line in lines if line.startswith("PRIVATE+KEY+")), "")
+        signer = CosignatureSigner.from_text(private or " ".join(lines))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise click.ClickException(f"--key {key_file}: {exc}") from None
     if signer.name != name:

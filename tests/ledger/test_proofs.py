@@ -8,13 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from gateway.ledger_api import current_log
 from ledger import merkle
+from ledger.cosignature import CosignatureSigner, generate_cosigner_key
 from ledger.entries import make_entry
 from ledger.note import Checkpoint, Signer, generate_signer_key, sign_note
 from ledger.proofs import HEADER, ProofError, build_proof, check_proof, parse_proof
 from ledger.receipts import damm_check_digit
+from recpo import cli
 from recpo.runtime import current_runtime
 
 ORIGIN = "recpo.test/ledger"
@@ -129,3 +132,56 @@ class TestServedAndChecked:
         assert client.get("/r/1234/proof").status_code == 400
         code = "123456789012345"
         assert client.get(f"/r/{code + damm_check_digit(code)}/proof").status_code == 404
+
+
+class TestWitnessCosignature:
+    """`check-proof --witness KEY` also requires that witness's cosignature on the checkpoint."""
+
+    @pytest.fixture
+    def witness(self) -> CosignatureSigner:
+        return CosignatureSigner.from_text(generate_cosigner_key("witness.test/w"))
+
+    def _files(self, tmp_path: Path, bundle, signer, cosigners) -> tuple[Path, str]:
+        text, _ = bundle
+        parsed = parse_proof(text)
+        body = parsed.note.split("\n\n")[0] + "\n"
+        note = parsed.note + "".join(c.cosign(body) for c in cosigners)
+        path = tmp_path / "receipt.proof"
+        path.write_text(build_proof(parsed.entry, parsed.index, parsed.path, note))
+        return path, signer.verifier_text()
+
+    def test_a_checkpoint_cosigned_by_the_witness_passes(self, tmp_path, bundle, signer, witness):
+        path, key = self._files(tmp_path, bundle, signer, [witness])
+        result = CliRunner().invoke(
+            cli.ledger,
+            ["check-proof", str(path), "--key", key, "--witness", witness.verifier_text()],
+        )
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith(
+            f"proof valid: entry 6 is in {ORIGIN} at tree size 13, cosigned by witness.test/w\n"
+        )
+
+    @pytest.mark.parametrize("cosigned_by", ["nobody", "another key of the same name"])
+    def test_without_that_witness_the_proof_is_refused(
+        self, tmp_path, bundle, signer, witness, cosigned_by
+    ):
+        cosigners = []
+        if cosigned_by != "nobody":
+            cosigners = [CosignatureSigner.from_text(generate_cosigner_key("witness.test/w"))]
+        path, key = self._files(tmp_path, bundle, signer, cosigners)
+        result = CliRunner().invoke(
+            cli.ledger,
+            ["check-proof", str(path), "--key", key, "--witness", witness.verifier_text()],
+        )
+        assert result.exit_code == 1
+        assert "proof NOT valid: the checkpoint is not cosigned by witness.test/w" in result.output
+        # Without --witness only the log's signature is required.
+        plain = CliRunner().invoke(cli.ledger, ["check-proof", str(path), "--key", key])
+        assert plain.exit_code == 0, plain.output
+
+    def test_a_bad_witness_key_is_named(self, tmp_path, bundle, signer):
+        path, key = self._files(tmp_path, bundle, signer, [])
+        result = CliRunner().invoke(
+            cli.ledger, ["check-proof", str(path), "--key", key, "--witness", "nonsense"]
+        )
+        assert result.exit_code == 1 and "--witness:" in result.output

@@ -56,6 +56,7 @@ from ledger.witness import (
     format_request,
 )
 from ledger.witnesses import (
+    BackgroundSubmitter,
     LedgerCosignature,
     WitnessEndpoint,
     WitnessRefusal,
@@ -372,6 +373,35 @@ class TestWitness:
         text = wclient.get("/").get_data(as_text=True)
         assert witness.signer.verifier_text() in text
         assert log_signer.verifier_text() in text
+        assert f"log {ORIGIN}: nothing cosigned yet" in text
+
+    def test_get_shows_what_was_cosigned_and_an_alarm_once_a_history_is_refused(
+        self, wclient, witness, log_signer, caplog
+    ):
+        tree, rewritten = _tree(9, "a"), _tree(9, "b")
+        assert _post(wclient, _request(0, 5, tree, log_signer))[0] == 200
+        text = wclient.get("/").get_data(as_text=True)
+        assert f"log {ORIGIN}: cosigned up to size 5 (20" in text  # (and when, ISO 8601)
+        assert "ALARM" not in text
+        assert _post(wclient, _request(5, 9, rewritten, log_signer))[0] == 422
+        assert _post(wclient, _request(5, 5, rewritten, log_signer))[0] == 409
+        text = wclient.get("/").get_data(as_text=True)
+        assert f"log {ORIGIN}: cosigned up to size 5" in text
+        [alarm] = [line for line in text.splitlines() if line.startswith("ALARM")]
+        assert alarm.startswith(
+            f"ALARM log {ORIGIN}: 2 checkpoint(s) signed by the log refused as another history; "
+            "latest 20"
+        )
+        assert alarm.endswith(
+            ": 409 same size, different root (the signed requests are kept as evidence)"
+        )
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert warnings == [
+            f"refused a checkpoint signed by {ORIGIN}: 422 consistency proof does not verify "
+            "(evidence kept)",
+            f"refused a checkpoint signed by {ORIGIN}: 409 same size, different root "
+            "(evidence kept)",
+        ]
 
     def test_concurrent_requests_advance_the_record_once(self, witness, log_signer):
         tree = _tree(20)
@@ -439,8 +469,9 @@ def _witness_process(tmp_path: Path, name: str, log_key: str) -> Iterator[Runnin
     folder = tmp_path / name.replace("/", "_")
     folder.mkdir()
     key_text = generate_cosigner_key(name)
-    key_file = folder / "witness.key"
-    key_file.write_text(key_text + "\n", encoding="utf-8")
+    key_file = folder / "witness.key"  # as `recpo witness keygen > witness.key` writes it
+    verifier_text = CosignatureSigner.from_text(key_text).verifier_text()
+    key_file.write_text(f"{key_text}\n{verifier_text}\n", encoding="utf-8")
     port = _free_port()
     output = folder / "server.log"
     command = [str(Path(sys.executable).parent / "recpo"), "witness", "serve"]
@@ -692,6 +723,18 @@ class TestRegistrySubmission:
         assert (outcome.result, outcome.status) == ("unreachable", None)
         status = _statuses(committing_database)[dead.name]
         assert status.cosigned_size is None and not status.alarm
+        assert "ConnectionError" in status.last_error
+
+    def test_a_kicked_submission_can_be_awaited(self, committing_database, log_signer, clock):
+        """What a short-lived process (`recpo simulate`) does at exit, so its kick is not lost."""
+        log = Log(ORIGIN, log_signer, SECRET, clock)
+        _append(committing_database, log, 3)
+        dead = WitnessEndpoint(f"http://127.0.0.1:{_free_port()}", _cosigner().verifier())
+        submitter = BackgroundSubmitter(committing_database, log, [dead], timeout=2)
+        assert submitter.wait(0)  # nothing asked for
+        submitter.kick()
+        assert submitter.wait(30)
+        status = _statuses(committing_database)[dead.name]
         assert "ConnectionError" in status.last_error
 
     def test_a_rewritten_history_is_refused_by_both_witnesses(
