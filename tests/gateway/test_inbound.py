@@ -312,3 +312,29 @@ class TestTransactionLinks:
             "1",
         ]
         assert rows[-1] == (JUANA, "out", "proposed", "")  # the seller is asked by SMS
+
+    def test_on_the_embedded_sqlite_database(self, sqlite_database, clock):
+        with sqlite_database.transaction() as session:
+            seed_demo(session, clock.now())
+        log = Log(ORIGIN, Signer.from_text(generate_signer_key(ORIGIN)), b"s" * 32, clock)
+        phones = Phones(sqlite_database, log)
+        for text in ("COMPRA", "45678912", "DORE", "25.5 g", "850", "5400", "SI"):
+            phones.send(BUYER, text)
+        phones.send(JUANA, "SI")
+        phones.send(JUANA, "1")
+        with sqlite_database.transaction() as session:
+            transaction = session.scalars(sa.select(Transaction)).one()
+            rows = linked(session, transaction.id)
+        assert transaction.status is TransactionStatus.CONFIRMED
+        assert [row[3] for row in rows if row[1] == "in"] == [
+            "COMPRA",
+            "45678912",
+            "DORE",
+            "25.5 g",
+            "850",
+            "5400",
+            "SI",
+            "SI",
+            "1",
+        ]
+        assert len(rows) == 7 * 2 + 1 + 3 + 2
