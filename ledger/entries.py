@@ -57,8 +57,7 @@ def make_entry(
     kind: str, body: dict[str, Any], prev_leaf_hash: bytes | None, version: int = ENTRY_VERSION
 ) -> bytes:
     """Return the canonical bytes of `{"v", "kind", "prev", "body"}`; prev None starts the chain."""
-    if not isinstance(kind, str) or not kind:
-        raise ValueError("entry kind must be a non-empty string")
+    check_kind(kind)
     if not isinstance(body, dict):
         raise ValueError("entry body must be a dict")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
@@ -70,6 +69,36 @@ def make_entry(
     else:
         raise ValueError("previous leaf hash must be 32 bytes or None")
     return canonical_json({"v": version, "kind": kind, "prev": prev, "body": body})
+
+
+def check_kind(kind: object) -> None:
+    """Refuse an entry kind the envelope cannot carry."""
+    if not isinstance(kind, str) or not kind:
+        raise ValueError("entry kind must be a non-empty string")
+
+
+def entry_from_body(kind: str, body: bytes, prev_leaf_hash: bytes | None) -> bytes:
+    """Return `make_entry(kind, json.loads(body), prev_leaf_hash)` without parsing the body again.
+
+    `body` must be `canonical_json` of a dict (what `Log.append` queued). The envelope's keys sort
+    as body < kind < prev < v, so its canonical bytes are the body's bytes spliced in between.
+    """
+    check_kind(kind)
+    if prev_leaf_hash is None:
+        prev = GENESIS_PREV
+    elif isinstance(prev_leaf_hash, bytes) and len(prev_leaf_hash) == 32:
+        prev = prev_leaf_hash.hex()
+    else:
+        raise ValueError("previous leaf hash must be 32 bytes or None")
+    if not body.startswith(b"{"):
+        raise ValueError("entry body must be an object")
+    kind_json = json.dumps(kind, ensure_ascii=False).encode("utf-8")
+    return b'{"body":%s,"kind":%s,"prev":"%s","v":%d}' % (
+        body,
+        kind_json,
+        prev.encode("ascii"),
+        ENTRY_VERSION,
+    )
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.entries import GENESIS_PREV, canonical_json, commit, make_entry, parse_entry
+from ledger.entries import (
+    GENESIS_PREV,
+    canonical_json,
+    commit,
+    entry_from_body,
+    make_entry,
+    parse_entry,
+)
 
 KEY = b"s" * 32
 
@@ -150,3 +157,22 @@ def test_commitments():
         commit(b"short", "dni", "1")
     with pytest.raises(ValueError):
         commit(KEY, "", "1")
+
+
+@given(
+    kind=st.text(alphabet=st.characters(exclude_categories=("Cs",)), min_size=1),
+    body=st.dictionaries(st.text(alphabet=st.characters(exclude_categories=("Cs",))), json_values),
+    prev=st.none() | st.binary(min_size=32, max_size=32),
+)
+def test_entry_from_queued_body_is_make_entry(kind, body, prev):
+    # The sequencer splices the queued canonical body into the envelope instead of parsing it.
+    assert entry_from_body(kind, canonical_json(body), prev) == make_entry(kind, body, prev)
+
+
+def test_entry_from_body_refuses_what_make_entry_refuses():
+    with pytest.raises(ValueError):
+        entry_from_body("", b"{}", None)
+    with pytest.raises(ValueError):
+        entry_from_body("k", b"[]", None)
+    with pytest.raises(ValueError):
+        entry_from_body("k", b"{}", b"short")
