@@ -249,7 +249,10 @@ class _Rounds:
         self.tickets = 0  # tickets given out
         self.leading = False  # a round is running
         self.done = 0  # every caller up to this ticket has its entries sequenced
-        self.waiting: dict[int, threading.Event] = {}  # ticket -> its caller's wake-up
+        # ticket -> its caller's gate: a lock the caller holds and blocks on acquiring again,
+        # released to wake it (the primitive under threading.Event, without its Python layers:
+        # a round wakes a dozen callers, and on a busy log that was a sizeable part of appending).
+        self.waiting: dict[int, threading.Lock] = {}
 
     def join(self) -> bool:
         """Take a ticket; return True to lead a round, False once other rounds covered it."""
@@ -259,17 +262,18 @@ class _Rounds:
             if not self.leading:
                 self.leading = True
                 return True
-            event = self.waiting[ticket] = threading.Event()
+            gate = threading.Lock()
+            gate.acquire()
+            self.waiting[ticket] = gate
         while True:
-            event.wait()
+            gate.acquire()  # until `leave` releases it; then this caller holds it again
             with self.lock:
                 if self.done >= ticket:
                     return False
                 if not self.leading:
                     self.leading = True
                     return True
-                event.clear()
-                self.waiting[ticket] = event
+                self.waiting[ticket] = gate
 
     def last_ticket(self) -> int:
         with self.lock:
@@ -282,9 +286,9 @@ class _Rounds:
             if covered is not None:
                 self.done = max(self.done, covered)
             for ticket in [t for t in self.waiting if t <= self.done]:
-                self.waiting.pop(ticket).set()
+                self.waiting.pop(ticket).release()
             if self.waiting:
-                self.waiting.pop(min(self.waiting)).set()  # the longest waiting leads next
+                self.waiting.pop(min(self.waiting)).release()  # the longest waiting leads next
 
 
 class Log:
