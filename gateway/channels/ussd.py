@@ -113,7 +113,8 @@ def owned_by_another_phone(session: Session, inbound: Inbound) -> bool:
     """
     assert inbound.session_id is not None and inbound.provider_id is not None
     step = int(inbound.provider_id.rsplit(":", 1)[1])
-    steps = [f"{inbound.session_id}:{n}" for n in range(min(step, MAX_STEPS) + 1)]
+    numbers = {*range(min(step, MAX_STEPS) + 1), step}
+    steps = [f"{inbound.session_id}:{n}" for n in sorted(numbers)]
     found = session.scalar(
         sa.select(Message.id)
         .where(
