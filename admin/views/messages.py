@@ -26,9 +26,10 @@ from admin.views.common import (
     like_pattern,
 )
 from flows.messages import Channel
-from gateway.models import Direction, Message, OutboxItem, Status
+from gateway.models import Direction, Message, OutboxItem, Status, TransactionMessage
 from recpo.runtime import request_session
 from registry.identifiers import InvalidIdentifier, parse_phone
+from registry.models import Transaction
 from registry.phones import active_registrant
 
 MIN_SEARCH = 3  # the trigram index needs three characters
@@ -108,12 +109,20 @@ def message(message_id: int) -> ResponseReturnValue:
         abort(404)
     audited_view("message.view", "message", found.id)
     choices = json.loads(found.choices) if found.choices else []
+    # The transactions this message helped propose, claim, confirm or reject.
+    transactions = db.execute(
+        sa.select(Transaction.id, Transaction.code, TransactionMessage.step)
+        .join(TransactionMessage, TransactionMessage.transaction_id == Transaction.id)
+        .where(TransactionMessage.message_id == found.id)
+        .order_by(Transaction.id)
+    ).all()
     return render_template(
         "admin/message.html",
         message=found,
         choices=choices,
         outbox=db.get(OutboxItem, found.id),
         reply_to=db.get(Message, found.in_reply_to) if found.in_reply_to else None,
+        transactions=transactions,
     )
 
 

@@ -266,6 +266,24 @@ class TestMessagesThatProducedIt:
         assert conversation in first
         assert "Mensajes de las partes alrededor" not in page
 
+    def test_a_message_links_back_to_its_transaction(self, client, as_role, demo, database):
+        token = as_role(StaffRole.ANALYST)
+        self.trade(client, token)
+        with database.transaction() as session:
+            transaction = session.scalars(sa.select(Transaction)).one()
+            compra, ayuda = (
+                session.scalar(
+                    sa.select(Message.id).where(Message.phone == BUYER, Message.body == text)
+                )
+                for text in ("COMPRA", "AYUDA")
+            )
+        page = client.get(f"/admin/messages/{compra}").get_data(as_text=True)
+        link = f'href="/admin/transactions/{transaction.id}">{transaction.code}</a>'
+        assert link in page and "propuesta" in page
+        # A message before the conversation that led to it belongs to no transaction.
+        page = client.get(f"/admin/messages/{ayuda}").get_data(as_text=True)
+        assert f"/admin/transactions/{transaction.id}" not in page
+
     def test_an_auditor_sees_masked_phones_and_links_by_message(
         self, client, as_role, demo, database
     ):
