@@ -27,9 +27,9 @@ from flows import commands, confirm, trade
 from flows.keywords import Command, split_command
 from flows.messages import Answer, Channel, Choice, Inbound, Reply
 from flows.speech import Speaker
-from flows.store import lock_conversation
+from flows.store import lock_conversation, speaks
 from flows.turn import BEGUN, Ledger, Turn
-from recpo.i18n import DEFAULT_LOCALE, N_
+from recpo.i18n import N_
 from registry import transactions
 from registry.models import Language
 from registry.phones import active_registrant
@@ -66,11 +66,7 @@ class Conversations:
             session, inbound.phone, inbound.channel, inbound.received_at
         )
         registrant = active_registrant(session, inbound.phone)
-        locale = (
-            registrant.language.value
-            if registrant is not None
-            else conversation.language or DEFAULT_LOCALE
-        )
+        locale = speaks(registrant, conversation.language)
         turn = Turn(
             session=session,
             inbound=inbound,

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from flows.messages import Channel
 from flows.models import Conversation
 from recpo.i18n import DEFAULT_LOCALE
+from registry.models import Registrant
 from registry.phones import active_registrant
 
 
@@ -53,13 +54,15 @@ def lock_conversation(
     ).one()
 
 
-def locale_for(session: Session, phone: str) -> str:
-    """The language the conversations speak to `phone` in, for text written outside a turn.
-
-    Its registrant's language, else the one the phone chose (IDIOMA), else Spanish.
-    """
-    registrant = active_registrant(session, phone)
+def speaks(registrant: Registrant | None, chosen: str | None) -> str:
+    """The language to speak to a phone: its registrant's, else the one it chose (IDIOMA), else
+    Spanish."""
     if registrant is not None:
         return registrant.language.value
-    chosen = session.scalar(sa.select(Conversation.language).where(Conversation.phone == phone))
     return chosen or DEFAULT_LOCALE
+
+
+def locale_for(session: Session, phone: str) -> str:
+    """The language the conversations speak to `phone` in, for text written outside a turn."""
+    chosen = session.scalar(sa.select(Conversation.language).where(Conversation.phone == phone))
+    return speaks(active_registrant(session, phone), chosen)

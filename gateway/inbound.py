@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from flows.messages import Answer, Channel, Inbound, Reply, Touched
+from flows.store import locale_for
 from gateway import optout
 from gateway import text as wire
 from gateway.metrics import INBOUND, RATE_LIMITED
@@ -40,7 +41,6 @@ from ledger.log import appended
 from recpo.db import Database
 from recpo.i18n import N_, translate
 from registry.identifiers import mask_phone
-from registry.phones import language_for
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +340,7 @@ def _slow_down(session: Session, inbound: Inbound, limiter: Limiter) -> list[Rep
     log.warning("inbound from %s over the rate limit; not handled", mask_phone(inbound.phone))
     if limiter.wait(f"in-notice:{inbound.phone}", NOTICE_RATE) > 0:
         return []
-    locale = language_for(session, inbound.phone).value
+    locale = locale_for(session, inbound.phone)
     return [Reply(inbound.phone, translate(locale, SLOW_DOWN), inbound.channel)]
 
 

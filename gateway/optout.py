@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from flows.messages import Inbound, Reply
+from flows.store import locale_for
 from gateway.models import OptOut
 from recpo.i18n import N_, translate
-from registry.phones import language_for
 
 STOP_WORDS = frozenset({"BAJA", "PARA", "STOP"})
 START_WORDS = frozenset({"ALTA", "START"})
@@ -41,7 +41,7 @@ def handle(session: Session, inbound: Inbound) -> tuple[list[Reply], bool]:
     """Apply opt-out keywords; return the replies and whether the conversations should run."""
     word = first_word(inbound.text)
     opted_out = is_opted_out(session, inbound.phone)
-    locale = language_for(session, inbound.phone).value
+    locale = locale_for(session, inbound.phone)
     if word in STOP_WORDS and inbound.text.strip().upper() == word:
         if not opted_out:
             session.add(

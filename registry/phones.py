@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from registry.models import Language, PhoneLink, PhoneLinkState, Registrant
+from registry.models import PhoneLink, PhoneLinkState, Registrant
 
 _ACTIVE_REGISTRANT = (
     sa.select(Registrant)
@@ -17,9 +17,3 @@ _ACTIVE_REGISTRANT = (
 def active_registrant(session: Session, phone: str) -> Registrant | None:
     """Return the registrant this phone is actively linked to, if any."""
     return session.scalars(_ACTIVE_REGISTRANT, {"phone": phone}).one_or_none()
-
-
-def language_for(session: Session, phone: str) -> Language:
-    """Return the language to speak to this phone in (Spanish when unknown)."""
-    registrant = active_registrant(session, phone)
-    return registrant.language if registrant else Language.SPANISH

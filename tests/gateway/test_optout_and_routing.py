@@ -56,6 +56,16 @@ class TestOptOut:
         normal = receive(database, Conversations(), _in(clock, "hola", 4))
         assert db_session.get(Message, normal.outbox[0]).body == _said(commands.UNKNOWN)
 
+    def test_the_confirmation_speaks_the_language_the_phone_chose(
+        self, database, db_session, clock
+    ):
+        # A phone of no registrant chose Quechua (IDIOMA, 2): BAJA is confirmed in Quechua.
+        for n, text in enumerate(("IDIOMA", "2", "BAJA"), start=1):
+            received = receive(database, Conversations(), _in(clock, text, n))
+        quechua = fold_for_sms(translate("qu", optout.OPTED_OUT))
+        assert quechua != _said(optout.OPTED_OUT)
+        assert db_session.get(Message, received.outbox[0]).body == quechua
+
     def test_stop_words_count_only_alone(self, database, db_session, clock):
         receive(database, Conversations(), _in(clock, "para mi hermano", 1))
         assert db_session.get(OptOut, PHONE) is None
