@@ -38,6 +38,7 @@ from ledger.note import (
     key_text,
     parse_checkpoint,
     parse_key_text,
+    public_key_id,
 )
 
 HEADER = b"cosignature/v1\n"
@@ -72,10 +73,8 @@ class CosignatureVerifier:
 
     def __post_init__(self) -> None:
         """Validate the name and key and derive the cosignature key ID."""
-        check_name(self.name)
-        if len(self.public_key) != 32:
-            raise ValueError("Ed25519 public key must be 32 bytes")
-        object.__setattr__(self, "key_id", key_id(self.name, ALG_COSIGNATURE_V1, self.public_key))
+        key = public_key_id(self.name, ALG_COSIGNATURE_V1, self.public_key)
+        object.__setattr__(self, "key_id", key)
 
     @classmethod
     def from_text(cls, text: str) -> CosignatureVerifier:

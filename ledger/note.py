@@ -60,6 +60,14 @@ def key_id(name: str, alg: int, public_key: bytes) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
+def public_key_id(name: str, alg: int, public_key: bytes) -> int:
+    """Check a verifier's name and Ed25519 public key; return its key ID."""
+    check_name(name)
+    if len(public_key) != 32:
+        raise ValueError("Ed25519 public key must be 32 bytes")
+    return key_id(name, alg, public_key)
+
+
 def _b64decode(text: str, what: str) -> bytes:
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
@@ -151,10 +159,8 @@ class Verifier:
 
     def __post_init__(self) -> None:
         """Validate the name and key and derive the key ID."""
-        check_name(self.name)
-        if len(self.public_key) != 32:
-            raise ValueError("Ed25519 public key must be 32 bytes")
-        object.__setattr__(self, "key_id", key_id(self.name, ALG_ED25519, self.public_key))
+        key = public_key_id(self.name, ALG_ED25519, self.public_key)
+        object.__setattr__(self, "key_id", key)
 
     @classmethod
     def from_text(cls, text: str) -> Verifier:
