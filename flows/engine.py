@@ -27,7 +27,7 @@ from flows import commands, confirm, trade
 from flows.keywords import Command, split_command
 from flows.messages import Answer, Channel, Choice, Inbound, Reply
 from flows.speech import Speaker
-from flows.store import lock_conversation, speaks
+from flows.store import lock_conversation, speaks, update
 from flows.turn import BEGUN, Ledger, Turn
 from recpo.i18n import N_
 from registry import transactions
@@ -82,9 +82,9 @@ class Conversations:
             self._ussd(turn)
         else:
             self._text(turn)
-        conversation.channel = inbound.channel
-        conversation.updated_at = inbound.received_at
-        conversation.expires_at = inbound.received_at + self.idle if conversation.flow else None
+        # The lock's upsert wrote the channel and the time already.
+        expires_at = inbound.received_at + self.idle if conversation.flow else None
+        update(conversation, expires_at=expires_at)
         return Answer(turn.replies, turn.touched)
 
     # --- SMS and WhatsApp ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from flows.messages import Channel
 from flows.models import Conversation
+from recpo.db import DriverStatement
 from recpo.i18n import DEFAULT_LOCALE
 from registry.models import Registrant
 from registry.phones import active_registrant
@@ -35,8 +36,7 @@ def _lock_statement(dialect: str) -> Any:
         index_elements=[table.c.phone],
         set_={"channel": statement.excluded.channel, "updated_at": statement.excluded.updated_at},
     ).returning(*table.c)
-    # Loaded as an ORM object from a Core statement: a third of the cost of an ORM upsert.
-    return sa.select(Conversation).from_statement(upsert)
+    return DriverStatement(sa.select(Conversation).from_statement(upsert))
 
 
 def lock_conversation(
@@ -47,11 +47,24 @@ def lock_conversation(
     One statement does both: an upsert, whose conflict branch takes the same row lock as
     SELECT ... FOR UPDATE, returning the row either way.
     """
-    return session.scalars(
-        _lock_statement(session.get_bind().dialect.name),
-        {"phone": phone, "channel": channel, "now": now},
-        execution_options={"populate_existing": True},
-    ).one()
+    statement = _lock_statement(session.get_bind().dialect.name)
+    conversation = statement.load(
+        session, Conversation, {"phone": phone, "channel": channel, "now": now}
+    )
+    assert conversation is not None  # an upsert returns its row
+    return conversation
+
+
+def update(conversation: Conversation, **values: Any) -> None:
+    """Set the conversation's columns whose values change.
+
+    Assigning a column the value it has still marks the row modified, and the flush at commit
+    then works through it for nothing: most messages change nothing but what the lock's upsert
+    wrote already.
+    """
+    for name, value in values.items():
+        if getattr(conversation, name) != value:
+            setattr(conversation, name, value)
 
 
 def speaks(registrant: Registrant | None, chosen: str | None) -> str:

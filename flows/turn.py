@@ -17,6 +17,7 @@ from statemachine import StateMachine
 from flows.messages import Channel, Choice, Inbound, Reply, Step, Touched
 from flows.models import Conversation
 from flows.speech import Speaker
+from flows.store import update
 from recpo.i18n import N_
 from registry.models import Registrant
 from registry.transactions import has_active_phone
@@ -102,9 +103,8 @@ class Turn:
 
     def save(self, flow: str | None, state: str | None) -> None:
         """Write the conversation's flow, state and data back."""
-        self.conversation.flow = flow
-        self.conversation.state = state
-        self.conversation.data = json.dumps(self.data if flow else {}, sort_keys=True)
+        data = json.dumps(self.data if flow else {}, sort_keys=True)
+        update(self.conversation, flow=flow, state=state, data=data)
 
 
 class FlowMachine(StateMachine):

@@ -38,7 +38,7 @@ from gateway.models import (
 )
 from gateway.ratelimit import INBOUND_PER_PHONE, Limiter, Rate
 from ledger.log import appended
-from recpo.db import Database
+from recpo.db import Database, DriverStatement
 from recpo.i18n import N_, translate
 from registry.identifiers import mask_phone
 
@@ -187,10 +187,10 @@ class _Statements:
 
     # INSERT ... ON CONFLICT DO NOTHING RETURNING id, and whether the phone opted out (as
     # `optout.is_opted_out` looks it up): one round trip for both.
-    log_inbound: Any
+    log_inbound: DriverStatement
     # PostgreSQL: the reply, its event and its outbox row in one statement (one round trip).
-    log_reply_queued: Any = None
-    log_reply: Any = None  # ... without an outbox row
+    log_reply_queued: DriverStatement | None = None
+    log_reply: DriverStatement | None = None  # ... without an outbox row
     # Elsewhere: one statement each.
     insert_message: Any = None
     insert_event: Any = None
@@ -212,7 +212,7 @@ def _statements(dialect: str) -> _Statements:
     pending = sa.literal(OutboxState.PENDING, _OUTBOX.c.state.type)
     if dialect != "postgresql":
         return _Statements(
-            log_inbound,
+            DriverStatement(log_inbound),
             insert_message=sa.insert(_MESSAGES).values(message_values).returning(_MESSAGES.c.id),
             insert_event=sa.insert(_EVENTS).values(
                 message_id=sa.bindparam("message_id"),
@@ -259,9 +259,9 @@ def _statements(dialect: str) -> _Statements:
         .returning(_OUTBOX.c.message_id)
     )
     return _Statements(
-        log_inbound,
-        log_reply_queued=queued,
-        log_reply=event.returning(_EVENTS.c.message_id),
+        DriverStatement(log_inbound),
+        log_reply_queued=DriverStatement(queued),
+        log_reply=DriverStatement(event.returning(_EVENTS.c.message_id)),
     )
 
 
@@ -367,8 +367,8 @@ def _log_inbound(session: Session, inbound: Inbound) -> tuple[int, bool] | None:
         "created_at": now,
         "updated_at": now,
     }
-    row = session.connection().execute(_statements(_dialect(session)).log_inbound, params).first()
-    return None if row is None else (row[0], bool(row[1]))
+    rows = _statements(_dialect(session)).log_inbound.rows(session.connection(), params)
+    return (rows[0][0], bool(rows[0][1])) if rows else None
 
 
 def _duplicate(session: Session, inbound: Inbound) -> Received:
@@ -465,7 +465,9 @@ def _log_outbound(
     statements = _statements(_dialect(session))
     if statements.log_reply is not None:
         statement = statements.log_reply_queued if queue else statements.log_reply
-        return session.connection().execute(statement, values).scalar_one(), body
+        assert statement is not None
+        (row,) = statement.rows(session.connection(), values)
+        return row[0], body
     connection = session.connection()
     message_id = connection.execute(statements.insert_message, values).scalar_one()
     values["message_id"] = message_id

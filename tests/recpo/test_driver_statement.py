@@ -1,0 +1,201 @@
+"""`recpo.db.DriverStatement`: the hot path's statements, run as SQLAlchemy would run them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from flows.messages import Channel
+from flows.models import Conversation
+from flows.store import lock_conversation, update
+from recpo.db import Database, DriverStatement
+from registry.models import (
+    DocumentType,
+    Language,
+    PhoneLink,
+    PhoneLinkState,
+    Registrant,
+    RegistrantStatus,
+    Role,
+)
+from registry.phones import active_registrant
+
+NOW = dt.datetime(2026, 3, 2, 15, 4, 5, 678901, tzinfo=dt.UTC)
+PHONE = "+51987650002"
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def backend(request) -> Database:
+    return request.getfixturevalue(
+        "database" if request.param == "postgresql" else "sqlite_database"
+    )
+
+
+@pytest.fixture
+def session(backend: Database) -> Iterator[Session]:
+    with backend.sessionmaker() as session:
+        session.begin()
+        yield session
+        session.rollback()
+
+
+def _registrant(session: Session) -> Registrant:
+    person = Registrant(
+        role=Role.MINER,
+        document_type=DocumentType.DNI,
+        document_number="45678912",
+        name="Juana Quispe",
+        language=Language.QUECHUA,
+        recpo_number="R-2026-0001",
+        status=RegistrantStatus.SUSPENDED,
+        created_at=NOW,
+        updated_at=NOW + dt.timedelta(hours=1),
+    )
+    session.add(person)
+    session.flush()
+    session.add(
+        PhoneLink(registrant=person, phone=PHONE, state=PhoneLinkState.ACTIVE, requested_at=NOW)
+    )
+    session.flush()
+    return person
+
+
+def _columns(obj: object) -> dict[str, object]:
+    mapper = sa.inspect(type(obj))
+    return {attr.key: getattr(obj, attr.key) for attr in mapper.column_attrs}
+
+
+class Statements:
+    """The SQL a session sends, as it sends it."""
+
+    def __init__(self, session: Session) -> None:
+        self.sent: list[str] = []
+        self.engine = session.connection().engine
+        event.listen(self.engine, "before_cursor_execute", self._record)
+
+    def _record(self, _conn, _cursor, statement, _params, _context, _many) -> None:
+        self.sent.append(statement)
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._record)
+
+    def updates_of(self, table: str) -> list[str]:
+        return [s for s in self.sent if s.lstrip().upper().startswith(f"UPDATE {table.upper()}")]
+
+
+class TestLoad:
+    def test_an_object_as_the_orm_loads_it(self, session: Session):
+        _registrant(session)
+        session.expunge_all()
+        fast = active_registrant(session, PHONE)
+        assert fast is not None
+        expected = _columns(fast)
+        session.expunge_all()
+        orm = session.scalars(
+            sa.select(Registrant).join(PhoneLink).where(PhoneLink.phone == PHONE)
+        ).one()
+        assert _columns(orm) == expected
+        assert orm.language is Language.QUECHUA and orm.updated_at.tzinfo is not None
+        assert orm is not fast
+
+    def test_the_object_belongs_to_the_session_and_its_relationships_load(self, session):
+        _registrant(session)
+        session.expunge_all()
+        person = active_registrant(session, PHONE)
+        assert person is not None
+        state = sa.inspect(person)
+        assert state.persistent and not state.modified
+        assert session.get(Registrant, person.id) is person  # no second object for the row
+        assert [link.phone for link in person.phones] == [PHONE]
+
+    def test_only_what_changes_is_written(self, session: Session):
+        _registrant(session)
+        session.commit()
+        session.begin()
+        session.expunge_all()
+        statements = Statements(session)
+        try:
+            person = active_registrant(session, PHONE)
+            assert person is not None
+            person.name = "Juana Quispe Mamani"
+            session.flush()
+            conversation = lock_conversation(session, PHONE, Channel.SMS, NOW)
+            update(conversation, channel=Channel.SMS, updated_at=NOW, flow=None)  # as it is
+            # Not even marked modified: the flush at commit has nothing to look through.
+            assert not sa.inspect(conversation).modified
+            update(conversation, flow="purchase")
+            assert sa.inspect(conversation).modified
+            session.flush()
+        finally:
+            statements.close()
+        (written,) = statements.updates_of("registrants")
+        assert "name" in written and "language" not in written and "status" not in written
+        (written,) = statements.updates_of("conversations")
+        assert "flow" in written and "channel" not in written and "updated_at" not in written
+        session.expire_all()
+        assert session.get(Registrant, person.id).name == "Juana Quispe Mamani"
+
+    def test_an_object_the_session_holds_takes_the_row_values(self, session: Session):
+        held = lock_conversation(session, PHONE, Channel.SMS, NOW)
+        later = NOW + dt.timedelta(minutes=5)
+        again = lock_conversation(session, PHONE, Channel.WHATSAPP, later)
+        assert again is held
+        assert (held.channel, held.updated_at) == (Channel.WHATSAPP, later)
+
+    def test_nothing_found_is_none(self, session: Session):
+        assert active_registrant(session, "+51987659999") is None
+
+    def test_a_conversation_as_the_orm_loads_it(self, session: Session):
+        lock_conversation(session, PHONE, Channel.WHATSAPP, NOW)
+        session.flush()
+        session.expunge_all()
+        fast = _columns(lock_conversation(session, PHONE, Channel.WHATSAPP, NOW))
+        session.expunge_all()
+        orm = _columns(session.get(Conversation, PHONE))
+        assert fast == orm
+        assert orm["channel"] is Channel.WHATSAPP and orm["updated_at"] == NOW
+
+
+class TestRows:
+    TABLE = sa.table("driver_rows", sa.column("id"), sa.column("word"))
+
+    @pytest.fixture
+    def table(self, session: Session) -> None:
+        session.execute(sa.text("CREATE TABLE driver_rows (id INTEGER PRIMARY KEY, word TEXT)"))
+
+    def test_binds_with_values_of_their_own_and_given_ones(self, session: Session, table):
+        insert = DriverStatement(
+            sa.insert(self.TABLE)
+            .values(id=sa.bindparam("id"), word=sa.literal("fixed") + sa.bindparam("tail"))
+            .returning(self.TABLE.c.id, self.TABLE.c.word)
+        )
+        rows = insert.rows(session.connection(), {"id": 7, "tail": "-7"})
+        assert [tuple(r) for r in rows] == [(7, "fixed-7")]
+
+    def test_a_refused_row_raises_sqlalchemys_integrity_error(self, session: Session, table):
+        insert = DriverStatement(sa.insert(self.TABLE).values(id=sa.bindparam("id"), word="x"))
+        insert.rows(session.connection(), {"id": 1})
+        session.begin_nested()
+        with pytest.raises(sa.exc.IntegrityError):
+            insert.rows(session.connection(), {"id": 1})
+
+
+def test_a_dead_connection_is_invalidated(committing_database: Database):
+    statement = DriverStatement(sa.select(sa.literal(1)))
+    with committing_database.transaction() as session:
+        connection = session.connection()
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with committing_database.bind.connect() as killer:
+            killer.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+            killer.commit()
+        with pytest.raises(sa.exc.OperationalError):
+            statement.rows(connection, {})
+        assert connection.invalidated
+        session.rollback()
+    with committing_database.transaction() as session:  # the pool hands out a live one
+        assert [tuple(r) for r in statement.rows(session.connection(), {})] == [(1,)]
