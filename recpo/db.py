@@ -193,6 +193,7 @@ class DriverStatement:
     def __init__(self, statement: sa.Executable) -> None:
         self.statement = statement
         self._compiled: _Compiled | None = None
+        self._names: tuple[str, ...] | None = None  # of the result's columns, once known
         self._loaders: dict[tuple[type, tuple[str, ...]], list[tuple[str, Any]]] = {}
         self._lock = threading.Lock()
 
@@ -247,10 +248,12 @@ class DriverStatement:
         try:
             with driver.cursor() as cursor:
                 cursor.execute(compiled.sql, values)
-                if cursor.description is None:
-                    return [], ()
-                names = tuple(column.name for column in cursor.description)
-                return cursor.fetchall(), names
+                names = self._names
+                if names is None:  # psycopg builds the description anew on each call: once
+                    description = cursor.description
+                    names = tuple(c.name for c in description) if description is not None else ()
+                    self._names = names
+                return (cursor.fetchall() if names else []), names
         except connection.dialect.loaded_dbapi.Error as exc:
             if connection.dialect.is_disconnect(exc, driver, None):
                 connection.invalidate(exc)
