@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import select
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -187,7 +186,9 @@ class DriverStatement:
     as the database sent them (`rows`) or builds the one mapped object a row stands for, as a
     load would (`load`). Errors come back as SQLAlchemy's exceptions, and a connection found
     dead is invalidated, as `Connection.execute` does. Elsewhere (SQLite) the statement runs
-    through SQLAlchemy unchanged; `rows` then returns its rows with the column types applied.
+    through SQLAlchemy unchanged, and `rows` returns values with the column types applied
+    (psycopg's are the database's own: strings for enum columns), so callers that read more
+    than ids and counts convert them as `load` does.
     """
 
     def __init__(self, statement: sa.Executable) -> None:
@@ -195,7 +196,6 @@ class DriverStatement:
         self._compiled: _Compiled | None = None
         self._names: tuple[str, ...] | None = None  # of the result's columns, once known
         self._loaders: dict[tuple[type, tuple[str, ...]], list[tuple[str, Any]]] = {}
-        self._lock = threading.Lock()
 
     def rows(self, connection: Connection, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         """Run the statement in the connection's transaction; return its rows."""
@@ -269,6 +269,8 @@ class DriverStatement:
         constants: dict[str, Any] = {}
         processors: dict[str, Callable[[Any], Any]] = {}
         for bind, name in compiled.bind_names.items():
+            if bind.expanding:  # IN (...) lists are rendered per execution: not for this
+                raise ValueError(f"{name}: expanding parameters cannot be compiled once")
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if bind.required:
                 if processor is not None:
@@ -276,8 +278,8 @@ class DriverStatement:
             else:
                 value = bind.effective_value
                 constants[name] = processor(value) if processor is not None else value
-        with self._lock:
-            self._compiled = _Compiled(compiled.string, constants, processors)
+        # Threads that compile at once build the same thing; either may stay.
+        self._compiled = _Compiled(compiled.string, constants, processors)
         return self._compiled
 
     def _loader(self, cls: type, names: tuple[str, ...], dialect: Any) -> list[tuple[str, Any]]:

@@ -199,3 +199,12 @@ def test_a_dead_connection_is_invalidated(committing_database: Database):
         session.rollback()
     with committing_database.transaction() as session:  # the pool hands out a live one
         assert [tuple(r) for r in statement.rows(session.connection(), {})] == [(1,)]
+
+
+def test_an_in_list_is_refused_when_compiled(database: Database):
+    table = sa.table("anything", sa.column("id"))
+    statement = DriverStatement(
+        sa.select(table.c.id).where(table.c.id.in_(sa.bindparam("ids", expanding=True)))
+    )
+    with database.transaction() as session, pytest.raises(ValueError, match="expanding"):
+        statement.rows(session.connection(), {"ids": [1, 2]})
