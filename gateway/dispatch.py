@@ -1,14 +1,20 @@
 """Getting outbox rows to a sender: RQ jobs with Redis, a thread pool without it.
 
-Both only carry outbox ids; the row itself decides whether it still needs sending (`claim`), so a
-job delivered twice, or a row dispatched by both a webhook and the reconciler, is sent once.
+A web process hands its rows to RQ through a `Relay` (one thread, many webhooks' rows per job);
+the worker's retries and the reconciler enqueue directly (`RQDispatcher`). All carry only outbox
+ids; the row itself decides whether it still needs sending (`claim`), so a job delivered twice,
+or a row dispatched by both a webhook and the reconciler, is sent once.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import datetime as dt
 import logging
+import os
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
@@ -27,6 +33,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_NAME = "outbox"
 RECONCILE_EVERY = 10.0  # seconds
+LINGER = 0.02  # seconds a relay waits for more rows before it enqueues
 
 
 class Dispatcher(Protocol):
@@ -100,6 +107,90 @@ class RQDispatcher:
         self.queue.enqueue_at(
             at, "gateway.tasks.send_messages", [message_id], result_ttl=0, failure_ttl=86400
         )
+
+
+class Relay:
+    """A web process's way to RQ: webhooks leave their outbox ids and return; one thread enqueues.
+
+    The thread wakes for the first id, waits up to `linger` for more (under load a webhook
+    commits every few milliseconds) and enqueues everything waiting as one job. A job costs a
+    webhook more Python than its conversation step (RQ builds and writes a job record), and
+    this way every webhook of the window shares one instead of paying for its own. Replies leave
+    `linger` later at most. The rows are committed before they get here, so ids the thread has
+    not enqueued when the process dies wait in the outbox for the reconciler (`recpo worker`, after
+    `outbox.RECONCILE_AFTER`), as jobs lost in Redis do; a process that exits normally enqueues
+    them first (`flush`, at exit). A failed enqueue is logged, never raised into a webhook.
+    """
+
+    def __init__(self, dispatcher: RQDispatcher, linger: float = LINGER) -> None:
+        self.dispatcher = dispatcher
+        self.linger = linger
+        self._changed = threading.Condition()
+        self._waiting: list[int] = []
+        self._in_hand = 0  # ids the thread has taken and not yet enqueued (or given up)
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._at_exit = False
+
+    def dispatch(self, message_ids: list[int]) -> None:
+        """Leave the rows for the relay thread."""
+        if not message_ids:
+            return
+        with self._changed:
+            # Wake the thread for a first row or a full job, not for each row while it lingers.
+            wake = not self._waiting or len(self._waiting) + len(message_ids) >= RQDispatcher.BATCH
+            self._waiting.extend(message_ids)
+            self._start()
+            if wake:
+                self._changed.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Enqueue every row waiting, in this thread, and wait for the batch the relay holds.
+
+        Return whether nothing is left waiting. For shutdown, and for whoever needs the jobs now.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            waiting, self._waiting = self._waiting, []
+        if waiting:
+            try:
+                self.dispatcher.dispatch(waiting)
+            except Exception:
+                log.exception("outbox relay: enqueue failed; the reconciler sends the rows")
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: not self._waiting and not self._in_hand,
+                max(0.0, deadline - time.monotonic()),
+            )
+
+    def _start(self) -> None:
+        """Start the thread in this process (again after a fork). The caller holds the lock."""
+        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+            return
+        self._pid = os.getpid()
+        self._in_hand = 0
+        self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
+        self._thread.start()
+        if not self._at_exit:
+            self._at_exit = True
+            atexit.register(self.flush)
+
+    def _run(self) -> None:
+        batch = RQDispatcher.BATCH
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._waiting)
+                # Let other webhooks' rows join, unless a job's worth is waiting already.
+                self._changed.wait_for(lambda: len(self._waiting) >= batch, self.linger)
+                taken = self._waiting[:batch]
+                del self._waiting[:batch]
+                self._in_hand = len(taken)
+            # A failure is logged by RQDispatcher; the rows wait in the outbox for the reconciler.
+            with contextlib.suppress(Exception):
+                self.dispatcher.dispatch(taken)
+            with self._changed:
+                self._in_hand = 0
+                self._changed.notify_all()
 
 
 class InProcessDispatcher:

@@ -15,7 +15,7 @@ from flows.engine import Conversations
 from flows.messages import Channel
 from gateway import ledger_api, metrics, partner_api, service
 from gateway.channels import twilio, ussd, whatsapp_cloud
-from gateway.dispatch import InProcessDispatcher, RQDispatcher
+from gateway.dispatch import InProcessDispatcher, Relay, RQDispatcher
 from gateway.ratelimit import make_limiter
 from gateway.senders import Sender, build_senders
 from ledger.log import Log
@@ -107,8 +107,9 @@ def build_gateway(
     senders: dict[Channel, Sender] | None = None,
 ) -> service.Gateway:
     """Build the gateway: RQ dispatch when Redis is configured, in-process sending otherwise."""
+    dispatcher: InProcessDispatcher | Relay
     if runtime.redis is not None:
-        dispatcher = RQDispatcher(runtime.redis)
+        dispatcher = Relay(RQDispatcher(runtime.redis))
     else:
         senders = senders or build_senders(runtime.settings)
         dispatcher = InProcessDispatcher(runtime.database, senders, runtime.clock)

@@ -279,6 +279,20 @@ def _http_error(exc: HTTPException) -> Response:
     return problem_response(Problem("http-error", exc.description or exc.name, status=code))
 
 
+@bp.app_errorhandler(NotFound)
+def _unrouted(exc: NotFound) -> Response | NotFound:
+    """A path under the API that no route matches at all still gets the API's answer.
+
+    The catch-all route covers unknown paths, but no route can match a path with a line break
+    in it (`%0A`): Werkzeug's converters stop there, and the app's HTML 404 would answer.
+    Anywhere else the 404 stays as it is.
+    """
+    prefix = bp.url_prefix or ""
+    if request.blueprint is None and (request.path + "/").startswith(prefix + "/"):
+        return problem_response(Problem("not-found", "no such endpoint; see /api/v1/openapi.json"))
+    return exc
+
+
 @bp.errorhandler(Exception)
 def _unexpected(exc: Exception) -> Response:
     log.exception("partner API: unexpected error on %s %s", request.method, request.path)

@@ -16,7 +16,7 @@ from rq import Queue, SimpleWorker
 from flows.engine import Conversations
 from flows.messages import Channel, Inbound
 from gateway import outbox, tasks
-from gateway.dispatch import QUEUE_NAME, RQDispatcher
+from gateway.dispatch import QUEUE_NAME, Relay, RQDispatcher
 from gateway.inbound import receive
 from gateway.models import Message, MessageEvent, OutboxItem, OutboxState, Status, advances
 from gateway.senders import PermanentSendError, RecordingSender, RetryableSendError
@@ -252,3 +252,56 @@ class TestSharedJobs:
                 dispatcher.dispatch(ids)
         assert "2 row(s) not enqueued" in caplog.text
         assert "1 row(s) not enqueued" in caplog.text
+
+
+class TestRelay:
+    """A web process's webhooks leave their rows to one thread (`Relay`)."""
+
+    @staticmethod
+    def _job_args(redis) -> list[list[int]]:
+        return [job.args[0] for job in Queue(QUEUE_NAME, connection=redis).jobs]
+
+    def test_rows_left_within_the_linger_travel_in_one_job(self, redis):
+        relay = Relay(RQDispatcher(redis), linger=0.5)
+        relay.dispatch([1])
+        relay.dispatch([2, 3])  # both return at once: nothing is enqueued yet
+        assert self._job_args(redis) == []
+        deadline = time.monotonic() + 10
+        while not self._job_args(redis):
+            assert time.monotonic() < deadline, "the relay never enqueued"
+            time.sleep(0.02)
+        assert relay.flush()
+        assert self._job_args(redis) == [[1, 2, 3]]
+
+    def test_flush_enqueues_what_waits_now(self, redis):
+        relay = Relay(RQDispatcher(redis), linger=60)
+        relay.dispatch([5])
+        assert relay.flush()
+        assert self._job_args(redis) == [[5]]
+
+    def test_a_full_batch_does_not_wait_for_the_linger(self, redis):
+        relay = Relay(RQDispatcher(redis), linger=60)
+        relay.dispatch(list(range(1, RQDispatcher.BATCH + 1)))
+        deadline = time.monotonic() + 10
+        while not self._job_args(redis):
+            assert time.monotonic() < deadline, "a full batch waited for the linger"
+            time.sleep(0.02)
+        assert self._job_args(redis) == [list(range(1, RQDispatcher.BATCH + 1))]
+
+    def test_an_unreachable_redis_is_logged_not_raised_and_the_rows_stay_queued(
+        self, database, clock, caplog
+    ):
+        ids = [_queue_reply(database, clock, f"SM{i}") for i in range(2)]
+        dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)  # nothing listens
+        relay = Relay(RQDispatcher(dead), linger=0)
+        relay.dispatch(ids)  # a webhook never sees the failure
+        deadline = time.monotonic() + 30
+        while "not enqueued" not in caplog.text:
+            assert time.monotonic() < deadline, "the failed enqueue was not logged"
+            time.sleep(0.05)
+        assert relay.flush()
+        with database.transaction() as session:
+            states = session.scalars(
+                sa.select(OutboxItem.state).where(OutboxItem.message_id.in_(ids))
+            ).all()
+        assert states == [OutboxState.PENDING] * 2  # for the reconciler

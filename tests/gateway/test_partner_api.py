@@ -305,6 +305,9 @@ class TestAuthentication:
             ("GET", "/api/v1/nothing-here", 404, "not-found"),
             ("GET", "/api/v1/transactions/abc", 404, "not-found"),
             ("GET", "/api/v1/problems/no-such-problem", 404, "not-found"),
+            # A line break in a path: no route matches it at all, not even the catch-all.
+            ("GET", "/api/v1/transactions/ab%0Acd", 404, "not-found"),
+            ("GET", "/api/v1/nothing%0Ahere", 404, "not-found"),
             ("POST", "/api/v1/transactions", 405, "method-not-allowed"),
             ("DELETE", "/api/v1/flags", 405, "method-not-allowed"),
         ],

@@ -55,6 +55,7 @@ from gateway.senders import (
     SendError,
     WindowClosedError,
 )
+from gateway.service import EXTENSION_KEY
 from recpo.app import create_app
 from recpo.clock import FixedClock
 from recpo.config import Settings
@@ -366,6 +367,7 @@ def test_replies_are_handed_to_rq_once_per_new_message(client, database, redis) 
     post_webhook(client, payload("text"))  # Meta retrying
     with database.transaction() as session:
         reply_id = session.scalars(sa.select(OutboxItem.message_id)).one()
+    assert client.application.extensions[EXTENSION_KEY].dispatcher.flush()
     jobs = Queue(QUEUE_NAME, connection=redis).jobs
     assert [job.args for job in jobs] == [([reply_id],)]
 
