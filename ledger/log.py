@@ -156,18 +156,19 @@ _QUEUE = (
     .columns(id=sa.BigInteger)
 )
 # The same two in psycopg's placeholders, with the casts PostgreSQL needs to type the SELECT.
+# The psycopg statements are bytes: psycopg sends bytes as they are, and encodes a str each call.
 _QUEUE_PG = (
-    "INSERT INTO ledger_queue (kind, body, receipt_code, queued_at) "
-    "VALUES (%(kind)s, %(body)s, %(receipt_code)s, %(queued_at)s) RETURNING id"
+    b"INSERT INTO ledger_queue (kind, body, receipt_code, queued_at) "
+    b"VALUES (%(kind)s, %(body)s, %(receipt_code)s, %(queued_at)s) RETURNING id"
 )
 _QUEUE_IF_CODE_FREE_PG = (
-    "INSERT INTO ledger_queue (kind, body, receipt_code, queued_at) "
-    "SELECT %(kind)s::varchar, %(body)s::bytea, %(receipt_code)s::varchar, "
-    "%(queued_at)s::timestamptz "
-    "WHERE NOT EXISTS (SELECT 1 FROM ledger_queue WHERE receipt_code = %(receipt_code)s::varchar) "
-    "AND NOT EXISTS "
-    "(SELECT 1 FROM ledger_entries WHERE receipt_code = %(receipt_code)s::varchar) "
-    "RETURNING id"
+    b"INSERT INTO ledger_queue (kind, body, receipt_code, queued_at) "
+    b"SELECT %(kind)s::varchar, %(body)s::bytea, %(receipt_code)s::varchar, "
+    b"%(queued_at)s::timestamptz "
+    b"WHERE NOT EXISTS (SELECT 1 FROM ledger_queue WHERE receipt_code = %(receipt_code)s::varchar) "
+    b"AND NOT EXISTS "
+    b"(SELECT 1 FROM ledger_entries WHERE receipt_code = %(receipt_code)s::varchar) "
+    b"RETURNING id"
 )
 # One statement checks that no queued or sequenced entry holds the code, and queues.
 _QUEUE_IF_CODE_FREE = (
@@ -205,15 +206,15 @@ _SET_STATE = (
 # On PostgreSQL a batch is three statements on psycopg's cursor (the sequencer, like an append,
 # is mostly Python time, and SQLAlchemy's layer cost more than the statements): lock the state
 # row, read and remove the batch from the queue in one statement...
-_LOCK_STATE_PG = "SELECT size, last_leaf_hash FROM ledger_state WHERE id = 1 FOR UPDATE"
+_LOCK_STATE_PG = b"SELECT size, last_leaf_hash FROM ledger_state WHERE id = 1 FOR UPDATE"
 _DEQUEUE_PG = (
-    "DELETE FROM ledger_queue WHERE id IN "
-    "(SELECT id FROM ledger_queue ORDER BY id LIMIT %(batch)s) "
-    "RETURNING id, kind, body, receipt_code"
+    b"DELETE FROM ledger_queue WHERE id IN "
+    b"(SELECT id FROM ledger_queue ORDER BY id LIMIT %(batch)s) "
+    b"RETURNING id, kind, body, receipt_code"
 )
 # ...and write it in one more, whatever its size: the rows travel as arrays, and every table
 # changes in the same statement (data-modifying CTEs).
-_WRITE_BATCH_PG = """
+_WRITE_BATCH_PG = b"""
     WITH entries AS (
         INSERT INTO ledger_entries
             (idx, entry, leaf_hash, kind, receipt_code, queue_id, sequenced_at)

@@ -170,7 +170,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class _Compiled:
-    sql: str
+    sql: bytes  # psycopg sends bytes as they are, and encodes a str on every call
     constants: dict[str, Any]  # binds that carry their own value, as the database takes them
     processors: dict[str, Callable[[Any], Any]]  # for the binds the caller fills
 
@@ -279,7 +279,7 @@ class DriverStatement:
                 value = bind.effective_value
                 constants[name] = processor(value) if processor is not None else value
         # Threads that compile at once build the same thing; either may stay.
-        self._compiled = _Compiled(compiled.string, constants, processors)
+        self._compiled = _Compiled(compiled.string.encode(), constants, processors)
         return self._compiled
 
     def _loader(self, cls: type, names: tuple[str, ...], dialect: Any) -> list[tuple[str, Any]]:
