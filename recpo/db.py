@@ -152,6 +152,21 @@ class Database:
         with self.sessionmaker() as session, session.begin():
             yield session
 
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """Yield a Core connection whose work commits on success and rolls back on any error.
+
+        For work with no ORM objects, without a session's setup and bookkeeping. Bound to a
+        connection (tests), the work is a savepoint of that connection's transaction, as a
+        session's would be.
+        """
+        if isinstance(self.bind, Engine):
+            with self.bind.begin() as connection:
+                yield connection
+        else:
+            with self.bind.begin_nested():
+                yield self.bind
+
     def ping(self) -> None:
         """Run a trivial query; raise if the database cannot be reached."""
         with self.sessionmaker() as session:
