@@ -43,52 +43,28 @@ class Dispatcher(Protocol):
 
 
 class RQDispatcher:
-    """Enqueue send jobs for outbox rows (`recpo worker` runs them), many webhooks' rows per job.
+    """Enqueue send jobs for outbox rows (`recpo worker` runs them), up to BATCH rows per job.
 
-    Enqueuing a job costs a webhook more Python than its whole conversation step (RQ builds and
-    serialises a job record), so concurrent webhooks in one process share jobs, as appends share
-    the ledger sequencer: a caller that finds no enqueue in progress enqueues everything waiting,
-    again until nothing is; a caller that finds one in progress leaves its ids to it and returns.
-    Alone, a webhook's replies are enqueued before it returns; under load one job carries the
-    replies of every webhook that finished during the previous enqueue. The rows are committed
-    before they get here, so ids that never reach Redis (a failed enqueue, a process killed
-    meanwhile) wait in the outbox for the reconciler, as jobs lost in Redis do.
+    The rows are committed before they get here, so rows whose job never reaches Redis (a failed
+    enqueue, a process killed meanwhile) wait in the outbox for the reconciler, as jobs lost in
+    Redis do.
     """
 
     BATCH = 100  # outbox ids per job at most
 
     def __init__(self, redis: Redis) -> None:
         self.queue = Queue(QUEUE_NAME, connection=redis)
-        self._lock = threading.Lock()
-        self._waiting: list[int] = []
-        self._enqueuing = False
 
     def dispatch(self, message_ids: list[int]) -> None:
-        """Have the rows enqueued: by this caller, or by the one already enqueueing."""
-        if not message_ids:
-            return
-        with self._lock:
-            self._waiting.extend(message_ids)
-            if self._enqueuing:
-                return
-            self._enqueuing = True
-        batch: list[int] = []
-        try:
-            while True:
-                with self._lock:
-                    batch = self._waiting[: self.BATCH]
-                    del self._waiting[: self.BATCH]
-                    if not batch:
-                        self._enqueuing = False
-                        return
+        """Enqueue the rows as one job per BATCH; raise if Redis refuses (the rows stay queued)."""
+        for start in range(0, len(message_ids), self.BATCH):
+            batch = message_ids[start : start + self.BATCH]
+            try:
                 self._enqueue(batch)
-        except BaseException:
-            with self._lock:
-                left = len(batch) + len(self._waiting)
-                self._waiting.clear()
-                self._enqueuing = False
-            log.warning("outbox: %d row(s) not enqueued; the reconciler sends them", left)
-            raise
+            except Exception:
+                left = len(message_ids) - start
+                log.warning("outbox: %d row(s) not enqueued; the reconciler sends them", left)
+                raise
 
     def _enqueue(self, message_ids: list[int]) -> None:
         # One round trip: RQ sends the job and the queue registration in one pipeline.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 from pathlib import Path
 
@@ -208,26 +207,10 @@ class TestRQ:
         assert tasks.reconcile() == 0
 
 
-class TestSharedJobs:
-    """Concurrent webhooks in one process share RQ jobs (`RQDispatcher`)."""
+class TestJobs:
+    """`RQDispatcher`: rows into jobs."""
 
-    def test_rows_given_during_an_enqueue_travel_together_in_the_next_job(self, redis):
-        dispatcher = RQDispatcher(redis)
-        redis.execute_command("CLIENT", "PAUSE", 400, "WRITE")  # the first enqueue waits in Redis
-        first = threading.Thread(target=dispatcher.dispatch, args=([1],))
-        first.start()
-        deadline = time.monotonic() + 5
-        while redis.info("clients")["blocked_clients"] == 0:
-            assert time.monotonic() < deadline, "the first enqueue never reached Redis"
-            time.sleep(0.005)
-        dispatcher.dispatch([2, 3])  # return at once: the first caller takes them
-        dispatcher.dispatch([4])
-        assert first.is_alive()
-        first.join(5)
-        jobs = Queue(QUEUE_NAME, connection=redis).jobs
-        assert [job.args for job in jobs] == [([1],), ([2, 3, 4],)]
-
-    def test_one_caller_at_a_time_gets_a_job_of_its_own_before_it_returns(self, redis):
+    def test_each_call_is_a_job(self, redis):
         dispatcher = RQDispatcher(redis)
         dispatcher.dispatch([7, 8])
         dispatcher.dispatch([9])
@@ -242,16 +225,11 @@ class TestSharedJobs:
         assert [len(job.args[0]) for job in jobs] == [RQDispatcher.BATCH, RQDispatcher.BATCH, 1]
         assert [i for job in jobs for i in job.args[0]] == ids
 
-    def test_a_failed_enqueue_leaves_the_rows_to_the_reconciler_and_the_next_caller_tries(
-        self, caplog
-    ):
+    def test_a_failed_enqueue_is_logged_and_raised(self, caplog):
         dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)  # nothing listens
-        dispatcher = RQDispatcher(dead)
-        for ids in ([1, 2], [3]):  # the second call enqueues again: nobody holds the turn
-            with pytest.raises(RedisConnectionError):
-                dispatcher.dispatch(ids)
+        with pytest.raises(RedisConnectionError):
+            RQDispatcher(dead).dispatch([1, 2])
         assert "2 row(s) not enqueued" in caplog.text
-        assert "1 row(s) not enqueued" in caplog.text
 
 
 class TestRelay:
