@@ -223,10 +223,14 @@ class DriverStatement:
     def load(self, session: Session, cls: type[T], params: Mapping[str, Any]) -> T | None:
         """Return the one `cls` the statement selects (or returns), or None.
 
-        The statement's columns are `cls`'s own. An object of that identity already in the
-        session is returned with the row's values (as `populate_existing` would); a new one
-        joins the session as loaded, so that only what the caller changes is flushed.
+        The statement's columns are `cls`'s own. As an ORM query would, it flushes the
+        session's pending changes first (autoflush), so the row includes them. An object of that
+        identity already in the session is returned with the row's values (as `populate_existing`
+        would); a new one joins the session as loaded, so that only what the caller changes is
+        flushed.
         """
+        if session.autoflush:
+            session.flush()
         connection = session.connection()
         if connection.dialect.name != "postgresql":
             return session.scalars(

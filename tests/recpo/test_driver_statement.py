@@ -147,6 +147,14 @@ class TestLoad:
         assert again is held
         assert (held.channel, held.updated_at) == (Channel.WHATSAPP, later)
 
+    def test_pending_changes_are_flushed_first_not_lost(self, session: Session):
+        person = _registrant(session)
+        person.name = "Juana Quispe Mamani"  # pending: not flushed yet
+        assert active_registrant(session, PHONE) is person
+        assert person.name == "Juana Quispe Mamani"
+        session.expire_all()
+        assert session.get(Registrant, person.id).name == "Juana Quispe Mamani"
+
     def test_nothing_found_is_none(self, session: Session):
         assert active_registrant(session, "+51987659999") is None
 
