@@ -174,3 +174,21 @@ def sqlite_database(sqlite_url: str) -> Iterator[Database]:
     database = Database.from_url(sqlite_url)
     yield database
     database.dispose()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def backend(request) -> Database:
+    """The test's PostgreSQL transaction, or a migrated SQLite file: a test that takes it runs on
+    both."""
+    return request.getfixturevalue(
+        "database" if request.param == "postgresql" else "sqlite_database"
+    )
+
+
+@pytest.fixture
+def backend_session(backend: Database) -> Iterator[Session]:
+    """A session in a transaction that the test may break; it is rolled back afterwards."""
+    with backend.sessionmaker() as session:
+        session.begin()
+        yield session
+        session.rollback()

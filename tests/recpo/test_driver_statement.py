@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -29,19 +28,10 @@ NOW = dt.datetime(2026, 3, 2, 15, 4, 5, 678901, tzinfo=dt.UTC)
 PHONE = "+51987650002"
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def backend(request) -> Database:
-    return request.getfixturevalue(
-        "database" if request.param == "postgresql" else "sqlite_database"
-    )
-
-
 @pytest.fixture
-def session(backend: Database) -> Iterator[Session]:
-    with backend.sessionmaker() as session:
-        session.begin()
-        yield session
-        session.rollback()
+def session(backend_session: Session) -> Session:
+    """On both backends (`backend_session`)."""
+    return backend_session
 
 
 def _registrant(session: Session) -> Registrant:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
-from recpo.db import Database, UTCDateTime
+from recpo.db import UTCDateTime
 from registry.identifiers import DocumentType
 from registry.models import PhoneLink, PhoneLinkState, Registrant, ReinfoRegistration, Role
 
@@ -20,21 +19,10 @@ NOW = dt.datetime(2026, 11, 30, 15, 0, tzinfo=dt.UTC)
 LIMA = ZoneInfo("America/Lima")
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def backend(request) -> Database:
-    """The test's PostgreSQL transaction, or a migrated SQLite file."""
-    return request.getfixturevalue(
-        "database" if request.param == "postgresql" else "sqlite_database"
-    )
-
-
 @pytest.fixture
-def session(backend: Database) -> Iterator[Session]:
-    """A session in a transaction that the test may break; it is rolled back afterwards."""
-    with backend.sessionmaker() as session:
-        session.begin()
-        yield session
-        session.rollback()
+def session(backend_session: Session) -> Session:
+    """On both backends (`backend_session`)."""
+    return backend_session
 
 
 def registrant(session: Session, document: str = "45678912") -> Registrant:
