@@ -19,6 +19,7 @@ endpoints answer 404.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import json
 import logging
 from collections.abc import Mapping
@@ -87,9 +88,17 @@ def verify(
     """
     if not signature:
         return False
-    if isinstance(params, str) and "bodySHA256" not in parse_qs(urlsplit(url).query):
-        return False  # a raw body is only signed through its hash
-    return RequestValidator(auth_token).validate(url, params, signature)
+    validator = RequestValidator(auth_token)
+    if isinstance(params, str):
+        if "bodySHA256" not in parse_qs(urlsplit(url).query):
+            return False  # a raw body is only signed through its hash
+    elif hmac.compare_digest(
+        validator.compute_signature(url, params).encode(), signature.encode("utf-8", "replace")
+    ):
+        # Twilio signs the URL it called, which is `url` as configured: one signature to
+        # compute, where `validate` always computes both port variants (8% of a webhook's Python).
+        return True
+    return validator.validate(url, params, signature)
 
 
 def public_url(settings: Settings) -> str:

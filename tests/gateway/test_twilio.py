@@ -426,6 +426,12 @@ class TestVerify:
         url = "https://mycompany.com:443/myapp.php?foo=1&bar=2"
         assert verify("12345", url, self.PARAMS, self.SIGNATURE)
 
+    def test_signed_with_the_default_port_that_the_configured_url_leaves_out(self):
+        signed = "https://mycompany.com:443/myapp.php?foo=1&bar=2"
+        signature = RequestValidator("12345").compute_signature(signed, self.PARAMS)
+        assert signature != self.SIGNATURE
+        assert verify("12345", self.URL, self.PARAMS, signature)
+
     @pytest.mark.parametrize(
         ("token", "url", "params", "signature"),
         [
@@ -435,9 +441,10 @@ class TestVerify:
             ("12345", URL, {**PARAMS, "Digits": "1235"}, SIGNATURE),
             ("12345", URL, PARAMS, ""),
             ("12345", URL, PARAMS, None),
+            ("12345", URL, PARAMS, SIGNATURE[:-1] + "é"),
             ("12345", URL, json.dumps(PARAMS), SIGNATURE),  # a raw body without bodySHA256
         ],
-        ids=["token", "query", "scheme", "field", "empty", "none", "raw body"],
+        ids=["token", "query", "scheme", "field", "empty", "none", "not ascii", "raw body"],
     )
     def test_anything_changed_fails(self, token, url, params, signature):
         assert not verify(token, url, params, signature)
