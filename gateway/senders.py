@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
+import requests
+
 from flows.messages import Channel, Choice
 from recpo.config import Settings
 from recpo.i18n import DEFAULT_LOCALE
@@ -117,3 +119,18 @@ class RecordingSender:
             raise self.failures.pop(0)
         self.sent.append(message)
         return f"rec-{message.id}"
+
+
+def read_environment_once(session: requests.Session, url: str) -> None:
+    """Fix into `session` the proxy and CA settings the environment gives for `url`.
+
+    requests reads them again for every request (the proxy variables, NO_PROXY matching, the CA
+    bundle variables): a twentieth of a worker's Python per send. A sender calls one host, and a
+    process's environment does not change under it, so they are read once, when it is built.
+    """
+    found = session.merge_environment_settings(url, {}, None, None, None)
+    session.proxies = found["proxies"]
+    session.verify = found["verify"]
+    if found["cert"] is not None:
+        session.cert = found["cert"]
+    session.trust_env = False

@@ -211,6 +211,7 @@ class DriverStatement:
         self._compiled: _Compiled | None = None
         self._names: tuple[str, ...] | None = None  # of the result's columns, once known
         self._loaders: dict[tuple[type, tuple[str, ...]], list[tuple[str, Any]]] = {}
+        self._converters: list[Callable[[Any], Any] | None] | None = None  # for `typed_rows`
 
     def rows(self, connection: Connection, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         """Run the statement in the connection's transaction; return its rows."""
@@ -219,6 +220,28 @@ class DriverStatement:
             return result.all() if result.returns_rows else []
         rows, _ = self._run(connection, params)
         return rows
+
+    def typed_rows(
+        self, connection: Connection, params: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        """Run the statement; return its rows with each column's type applied, as SQLAlchemy
+        returns them (enum members, not their strings; UTC datetimes)."""
+        if connection.dialect.name != "postgresql":
+            return self.rows(connection, params)
+        rows, _ = self._run(connection, params)
+        converters = self._converters
+        if converters is None:
+            dialect = connection.dialect
+            converters = self._converters = [
+                column.type.dialect_impl(dialect).result_processor(dialect, None)
+                for column in self.statement.exported_columns  # type: ignore[attr-defined]
+            ]
+        if not any(converters):
+            return rows
+        return [
+            tuple(convert(v) if convert else v for convert, v in zip(converters, row, strict=True))
+            for row in rows
+        ]
 
     def load(self, session: Session, cls: type[T], params: Mapping[str, Any]) -> T | None:
         """Return the one `cls` the statement selects (or returns), or None.

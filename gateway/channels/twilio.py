@@ -43,6 +43,7 @@ from gateway.senders import (
     PermanentSendError,
     RetryableSendError,
     SendError,
+    read_environment_once,
 )
 from gateway.service import current_gateway
 from recpo.config import Settings
@@ -350,6 +351,8 @@ class TwilioSender:
         if api_url:
             # The 2010 API domain (`api.twilio.com`) builds every URL from its base_url.
             self.client.api.base_url = api_url.rstrip("/").removesuffix("/2010-04-01")
+        assert self._http.session is not None  # pool_connections, the default
+        read_environment_once(self._http.session, self.client.api.base_url)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TwilioSender | None:

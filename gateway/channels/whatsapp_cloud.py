@@ -44,6 +44,7 @@ from gateway.senders import (
     PermanentSendError,
     RetryableSendError,
     WindowClosedError,
+    read_environment_once,
 )
 from gateway.service import current_gateway
 from gateway.text import normalise_inbound
@@ -367,6 +368,7 @@ class MetaSender:
         self.url = f"{api_url.rstrip('/')}/{API_VERSION}/{phone_number_id}/messages"
         self.timeout = timeout
         self._session = requests.Session()
+        read_environment_once(self._session, self.url)
 
     def __repr__(self) -> str:
         return f"MetaSender(phone_number_id={self.phone_number_id!r}, url={self.url!r})"

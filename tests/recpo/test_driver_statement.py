@@ -183,6 +183,32 @@ class TestRows:
             insert.rows(session.connection(), {"id": 1})
 
 
+class TestTypedRows:
+    def test_values_as_sqlalchemy_returns_them(self, session: Session):
+        person = _registrant(session)
+        statement = sa.select(
+            Registrant.status, Registrant.updated_at, Registrant.name, PhoneLink.state
+        ).join(PhoneLink, PhoneLink.registrant_id == Registrant.id)
+        rows = DriverStatement(statement).typed_rows(session.connection(), {})
+        assert [tuple(r) for r in rows] == [tuple(r) for r in session.execute(statement)]
+        ((status, updated_at, name, state),) = rows
+        assert status is RegistrantStatus.SUSPENDED
+        assert state is PhoneLinkState.ACTIVE
+        assert updated_at == person.updated_at and updated_at.tzinfo is not None
+        assert name == "Juana Quispe"
+
+    def test_returning_columns_too(self, session: Session):
+        person = _registrant(session)
+        statement = (
+            sa.update(Registrant)
+            .where(Registrant.id == sa.bindparam("person"))
+            .values(status=RegistrantStatus.ACTIVE)
+            .returning(Registrant.status, Registrant.language)
+        )
+        rows = DriverStatement(statement).typed_rows(session.connection(), {"person": person.id})
+        assert [tuple(r) for r in rows] == [(RegistrantStatus.ACTIVE, Language.QUECHUA)]
+
+
 def test_a_dead_connection_is_invalidated(committing_database: Database):
     statement = DriverStatement(sa.select(sa.literal(1)))
     with committing_database.transaction() as session:
