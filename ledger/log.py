@@ -39,7 +39,7 @@ from ledger.models import Entry, Node, QueuedEntry, SignedCheckpoint, State
 from ledger.note import Checkpoint, Signer, sign_note
 from ledger.receipts import receipt_code
 from recpo.clock import Clock
-from recpo.db import Database
+from recpo.db import Database, DriverStatement
 
 DEFAULT_BATCH = 2000
 MAX_RECEIPT_ATTEMPTS = 8
@@ -143,51 +143,34 @@ _ENTRY_TABLE = Entry.__table__
 _NODE_TABLE = Node.__table__
 _STATE_TABLE = State.__table__
 _CHECKPOINT_TABLE = SignedCheckpoint.__table__
-# The append statements: through SQLAlchemy on SQLite, straight to psycopg's cursor on PostgreSQL
-# (see `Log._queue_on`), where appending is benchmarked and SQLAlchemy's layer cost a sixth of it.
-_QUEUE_PARAMS = tuple(
-    sa.bindparam(name, type_=_QUEUE_TABLE.c[name].type)
+# The append statements, compiled once and run on psycopg's cursor on PostgreSQL
+# (`recpo.db.DriverStatement`): an append is mostly Python time, and SQLAlchemy's execution layer
+# (cache key, bind processing, result wrapping) was a sixth of it.
+_QUEUE_VALUES = {
+    name: sa.bindparam(name, type_=_QUEUE_TABLE.c[name].type)
     for name in ("kind", "body", "receipt_code", "queued_at")
+}
+_QUEUE = DriverStatement(
+    sa.insert(_QUEUE_TABLE).values(**_QUEUE_VALUES).returning(_QUEUE_TABLE.c.id)
 )
-_QUEUE = (
-    sa.text(
-        "INSERT INTO ledger_queue (kind, body, receipt_code, queued_at) "
-        "VALUES (:kind, :body, :receipt_code, :queued_at) RETURNING id"
+# One statement checks that no queued or sequenced entry holds the code, and queues. (The casts
+# type the selected parameters, which PostgreSQL cannot infer from a SELECT list.)
+_CODE = _QUEUE_VALUES["receipt_code"]
+_QUEUE_IF_CODE_FREE = DriverStatement(
+    sa.insert(_QUEUE_TABLE)
+    .from_select(
+        list(_QUEUE_VALUES),
+        sa.select(*(sa.cast(value, value.type) for value in _QUEUE_VALUES.values())).where(
+            ~sa.exists().where(_QUEUE_TABLE.c.receipt_code == _CODE),
+            ~sa.exists().where(_ENTRY_TABLE.c.receipt_code == _CODE),
+        ),
     )
-    .bindparams(*_QUEUE_PARAMS)
-    .columns(id=sa.BigInteger)
-)
-# The same two in psycopg's placeholders, with the casts PostgreSQL needs to type the SELECT.
-# The psycopg statements are bytes: psycopg sends bytes as they are, and encodes a str each call.
-_QUEUE_PG = (
-    b"INSERT INTO ledger_queue (kind, body, receipt_code, queued_at) "
-    b"VALUES (%(kind)s, %(body)s, %(receipt_code)s, %(queued_at)s) RETURNING id"
-)
-_QUEUE_IF_CODE_FREE_PG = (
-    b"INSERT INTO ledger_queue (kind, body, receipt_code, queued_at) "
-    b"SELECT %(kind)s::varchar, %(body)s::bytea, %(receipt_code)s::varchar, "
-    b"%(queued_at)s::timestamptz "
-    b"WHERE NOT EXISTS (SELECT 1 FROM ledger_queue WHERE receipt_code = %(receipt_code)s::varchar) "
-    b"AND NOT EXISTS "
-    b"(SELECT 1 FROM ledger_entries WHERE receipt_code = %(receipt_code)s::varchar) "
-    b"RETURNING id"
-)
-# One statement checks that no queued or sequenced entry holds the code, and queues.
-_QUEUE_IF_CODE_FREE = (
-    sa.text(
-        "INSERT INTO ledger_queue (kind, body, receipt_code, queued_at) "
-        "SELECT :kind, :body, :receipt_code, :queued_at "
-        "WHERE NOT EXISTS (SELECT 1 FROM ledger_queue WHERE receipt_code = :receipt_code) "
-        "AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE receipt_code = :receipt_code) "
-        "RETURNING id"
-    )
-    .bindparams(*_QUEUE_PARAMS)
-    .columns(id=sa.BigInteger)
+    .returning(_QUEUE_TABLE.c.id)
 )
 
 
 # The sequencer's statements, on the tables (Core) rather than through the ORM's unit of work.
-_LOCK_STATE = (
+_LOCK_STATE = DriverStatement(
     sa.select(_STATE_TABLE.c.size, _STATE_TABLE.c.last_leaf_hash)
     .where(_STATE_TABLE.c.id == 1)
     .with_for_update()
@@ -207,8 +190,7 @@ _SET_STATE = (
 )
 # On PostgreSQL a batch is three statements on psycopg's cursor (the sequencer, like an append,
 # is mostly Python time, and SQLAlchemy's layer cost more than the statements): lock the state
-# row, read and remove the batch from the queue in one statement...
-_LOCK_STATE_PG = b"SELECT size, last_leaf_hash FROM ledger_state WHERE id = 1 FOR UPDATE"
+# row (`_LOCK_STATE`), read and remove the batch from the queue in one statement...
 _DEQUEUE_PG = (
     b"DELETE FROM ledger_queue WHERE id IN "
     b"(SELECT id FROM ledger_queue ORDER BY id LIMIT %(batch)s) "
@@ -324,43 +306,17 @@ class Log:
         session.flush()  # the caller's pending changes go first, as they always have
         session.info[APPENDED] = True
         values = {"kind": kind, "body": data, "queued_at": self.clock.now()}
-        queue = self._queue_on(session.connection())
+        connection = session.connection()
         if not receipt:
-            return Pending(queue(False, {**values, "receipt_code": None}), None)
+            ((queue_id,),) = _QUEUE.rows(connection, {**values, "receipt_code": None})
+            return Pending(queue_id, None)
         digest = hashlib.sha256(kind.encode() + b"\x00" + data).digest()
         for attempt in range(MAX_RECEIPT_ATTEMPTS):
             code = receipt_code(self.receipt_secret, digest, attempt)
-            queue_id = queue(True, {**values, "receipt_code": code})
-            if queue_id is not None:
-                return Pending(queue_id, code)
+            rows = _QUEUE_IF_CODE_FREE.rows(connection, {**values, "receipt_code": code})
+            if rows:  # else the code is taken
+                return Pending(rows[0][0], code)
         raise LedgerError("no free receipt code: is the same entry being appended again?")
-
-    @staticmethod
-    def _queue_on(connection: sa.Connection) -> Callable[[bool, dict[str, Any]], int | None]:
-        """Return how to run a queue insert on `connection`, in the caller's transaction.
-
-        On PostgreSQL the statement goes straight to psycopg's cursor: an append is mostly
-        Python time, and SQLAlchemy's execution layer (cache key, bind processing, result
-        wrapping) was a sixth of it, where psycopg alone adapts these four plain values.
-        Elsewhere it runs as the text statements above. The insert returns the new queue id, or
-        None when `check_code` finds the receipt code taken.
-        """
-        if connection.dialect.name == "postgresql":
-            driver = connection.connection.driver_connection
-
-            def on_psycopg(check_code: bool, params: dict[str, Any]) -> int | None:
-                with driver.cursor() as cursor:
-                    cursor.execute(_QUEUE_IF_CODE_FREE_PG if check_code else _QUEUE_PG, params)
-                    row = cursor.fetchone()
-                return None if row is None else row[0]
-
-            return on_psycopg
-
-        def on_sqlalchemy(check_code: bool, params: dict[str, Any]) -> int | None:
-            statement = _QUEUE_IF_CODE_FREE if check_code else _QUEUE
-            return connection.execute(statement, params).scalar_one_or_none()
-
-        return on_sqlalchemy
 
     def sequence(self, database: Database, batch: int = DEFAULT_BATCH) -> int:
         """Sequence every queued entry, batch by batch; return how many this call sequenced.
@@ -407,11 +363,7 @@ class Log:
     ) -> int:
         postgres = connection.dialect.name == "postgresql"
         cursor = connection.connection.driver_connection.cursor() if postgres else None
-        if cursor is not None:
-            cursor.execute(_LOCK_STATE_PG)
-            size, prev = cursor.fetchone()
-        else:
-            size, prev = connection.execute(_LOCK_STATE).one()
+        ((size, prev),) = _LOCK_STATE.rows(connection, {})
         if reading is not None:
             reading()
         if cursor is not None:

@@ -147,15 +147,23 @@ class TestSequence:
         assert again.note == head.note
         assert db_session.scalar(sa.select(sa.func.count()).select_from(SignedCheckpoint)) == 1
 
-    def test_receipt_codes_are_unique_for_identical_bodies(self, database, db_session, log: Log):
-        with database.transaction() as session:
+    def test_receipt_codes_are_unique_for_identical_bodies(self, backend, log: Log):
+        """A code held by a queued entry or by a sequenced one is not given again."""
+        with backend.transaction() as session:
             first = log.append(session, "test", {"same": True})
             second = log.append(session, "test", {"same": True})
-        assert first.receipt_code != second.receipt_code
-        log.sequence(database)
-        found = ledger_log.find_receipt(db_session, second.receipt_code)
-        assert isinstance(found, Entry)
-        assert found.idx == 1
+        log.sequence(backend)
+        with backend.transaction() as session:
+            third = log.append(session, "test", {"same": True})
+            unreceipted = log.append(session, "test", {"same": True}, receipt=False)
+        log.sequence(backend)
+        codes = [first.receipt_code, second.receipt_code, third.receipt_code]
+        assert len(set(codes)) == 3
+        assert unreceipted.receipt_code is None
+        with backend.transaction() as session:
+            found = [ledger_log.find_receipt(session, code) for code in codes]
+            assert [(type(e), e.idx) for e in found] == [(Entry, 0), (Entry, 1), (Entry, 2)]
+            assert ledger_log.get_entry(session, 3).receipt_code is None
 
 
 class TestProofs:
