@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
@@ -95,7 +96,7 @@ class Relay:
     `linger` later at most. The rows are committed before they get here, so ids the thread has
     not enqueued when the process dies wait in the outbox for the reconciler (`recpo worker`, after
     `outbox.RECONCILE_AFTER`), as jobs lost in Redis do; a process that exits normally enqueues
-    them first (`flush`, at exit). A failed enqueue is logged, never raised into a webhook.
+    them first (`flush_relays`, at exit). A failed enqueue is logged, never raised into a webhook.
     """
 
     def __init__(self, dispatcher: RQDispatcher, linger: float = LINGER) -> None:
@@ -106,7 +107,7 @@ class Relay:
         self._in_hand = 0  # ids the thread has taken and not yet enqueued (or given up)
         self._thread: threading.Thread | None = None
         self._pid = 0
-        self._at_exit = False
+        _RELAYS.add(self)
 
     def dispatch(self, message_ids: list[int]) -> None:
         """Leave the rows for the relay thread."""
@@ -147,9 +148,6 @@ class Relay:
         self._in_hand = 0
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
         self._thread.start()
-        if not self._at_exit:
-            self._at_exit = True
-            atexit.register(self.flush)
 
     def _run(self) -> None:
         batch = RQDispatcher.BATCH
@@ -167,6 +165,21 @@ class Relay:
             with self._changed:
                 self._in_hand = 0
                 self._changed.notify_all()
+
+
+_RELAYS: weakref.WeakSet[Relay] = weakref.WeakSet()
+
+
+def flush_relays(timeout: float = 10.0) -> bool:
+    """Hand every relay's waiting rows to RQ now; return whether none is left waiting.
+
+    At exit, so a process that stops normally leaves nothing for the reconciler; and wherever
+    jobs must be in Redis before what follows (a test that empties Redis for the next).
+    """
+    return all([relay.flush(timeout) for relay in list(_RELAYS)])
+
+
+atexit.register(flush_relays)
 
 
 class InProcessDispatcher:

@@ -15,7 +15,7 @@ from rq import Queue, SimpleWorker
 from flows.engine import Conversations
 from flows.messages import Channel, Inbound
 from gateway import outbox, tasks
-from gateway.dispatch import QUEUE_NAME, Relay, RQDispatcher
+from gateway.dispatch import QUEUE_NAME, Relay, RQDispatcher, flush_relays
 from gateway.inbound import receive
 from gateway.models import Message, MessageEvent, OutboxItem, OutboxState, Status, advances
 from gateway.senders import PermanentSendError, RecordingSender, RetryableSendError
@@ -256,6 +256,13 @@ class TestRelay:
         relay.dispatch([5])
         assert relay.flush()
         assert self._job_args(redis) == [[5]]
+
+    def test_flush_relays_empties_every_relay_as_at_exit(self, redis):
+        first, second = Relay(RQDispatcher(redis), linger=60), Relay(RQDispatcher(redis), linger=60)
+        first.dispatch([7])
+        second.dispatch([8, 9])
+        assert flush_relays()
+        assert sorted(self._job_args(redis)) == [[7], [8, 9]]
 
     def test_a_full_batch_does_not_wait_for_the_linger(self, redis):
         relay = Relay(RQDispatcher(redis), linger=60)
