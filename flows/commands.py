@@ -29,7 +29,6 @@ from ledger.receipts import CodeStatus, check_code, format_code
 from recpo.i18n import N_
 from registry.identifiers import InvalidIdentifier, parse_document
 from registry.models import Language, PhoneLink, PhoneLinkState, Registrant
-from registry.phones import active_registrant
 
 HELP = N_(
     "RECPO: COMPRA to register a purchase, VENTA to declare a sale, SI/NO to answer, "
@@ -125,7 +124,7 @@ def register(turn: Turn, words: list[str]) -> None:
     except InvalidIdentifier as exc:
         turn.reply(exc.render(say.gettext) + " " + say(ALTA_FORMAT))
         return
-    if active_registrant(turn.session, turn.inbound.phone) is not None:
+    if turn.registrant is not None:  # the phone's registrant in good standing, found for this turn
         turn.reply(say(ALTA_ALREADY))
         return
     registrant = (

@@ -511,6 +511,15 @@ class TestGrammar:
         assert link.state is PhoneLinkState.PENDING
         assert phones.send(STRANGER, "COMPRA")[0].text == ES(transactions.NOT_A_BUYER)
 
+    def test_alta_from_a_registered_phone_changes_nothing(self, phones, db_session):
+        def links():
+            return db_session.scalars(sa.select(PhoneLink).where(PhoneLink.phone == BUYER)).all()
+
+        before = [(link.registrant_id, link.state) for link in links()]
+        assert phones.send(BUYER, "ALTA 45678912")[0].text == ES(commands.ALTA_ALREADY)
+        db_session.expire_all()
+        assert [(link.registrant_id, link.state) for link in links()] == before
+
     def test_verify_typo_and_unknown(self, phones):
         typo = phones.send(STRANGER, "VERIFICAR 1234 5678 9012 3456")[0].text
         assert typo == ES(commands.RECEIPT_TYPO, code="1234 5678 9012 3456")
