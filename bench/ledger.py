@@ -256,7 +256,7 @@ def bench_steady(url: str, duration: float, raw_rate: float) -> None:
     """Append latency at the issue's steady 1,000 appends/s, and at that rate scaled to this
     host (1,000 x this host's raw commits/s at 32 writers / the reference machine's 6,000)."""
     absolute = steady_latencies(url, duration, STEADY_RATE, STEADY_THREADS)
-    host_rate = min(STEADY_RATE, round(STEADY_RATE * raw_rate / REFERENCE_RAW_COMMITS_PER_S))
+    host_rate = min(STEADY_RATE, round(scaled(STEADY_RATE, REFERENCE_RAW_COMMITS_PER_S, raw_rate)))
     at_host = (
         absolute
         if host_rate == STEADY_RATE
