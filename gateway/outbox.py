@@ -165,9 +165,8 @@ def claim(database: Database, message_id: int, now: dt.datetime) -> OutboundMess
         rows = _CLAIM_READ_RUN.typed_rows(connection, {"row_id": message_id})
         if not rows:
             return None
-        ((state, next_at, claimed_until, channel, phone, body, choices, segments, simulated),) = (
-            rows
-        )
+        (row,) = rows
+        state, next_at, claimed_until, channel, phone, body, choices, segments, simulated = row
         due = state is OutboxState.PENDING and next_at <= now
         stale = state is OutboxState.SENDING and (claimed_until is None or claimed_until <= now)
         if not (due or stale):
