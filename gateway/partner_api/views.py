@@ -396,7 +396,11 @@ def _group_by(query: Query) -> tuple[str, ...]:
     raw = query.values.get("group_by")
     if raw is None:
         return DEFAULT_GROUPS
-    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if raw == "":
+        return ()  # one total
+    items = [item.strip() for item in raw.split(",")]
+    if "" in items:
+        raise invalid("group_by", "has an empty name (a stray comma?)")
     unknown = [item for item in items if item not in GROUPS]
     if unknown:
         raise invalid("group_by", f"unknown {', '.join(unknown)}; use {', '.join(GROUPS)}")

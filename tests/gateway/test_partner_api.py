@@ -766,6 +766,8 @@ class TestAggregates:
             ("from=2025-01-01&to=2026-11-30", "to"),  # more than 366 days
             (f"{PUNO_WEEK}&group_by=province", "group_by"),
             (f"{PUNO_WEEK}&group_by=week,week", "group_by"),
+            (f"{PUNO_WEEK}&group_by=department,", "group_by"),
+            (f"{PUNO_WEEK}&group_by=%20", "group_by"),
             (f"{PUNO_WEEK}&limit=10", "limit"),
             (f"{PUNO_WEEK}&status=unknown", "status"),
         ],

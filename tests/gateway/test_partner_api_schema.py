@@ -9,7 +9,7 @@ from collections import Counter
 import jsonschema_rs
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from schemathesis.config import SchemathesisConfig
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -46,6 +46,23 @@ def api_schema(app, market, bearer):  # noqa: F811 - the imported fixture
     return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app, config=config)
 
 
+def _list_parameters(path: str) -> set[str]:
+    """The operation's query parameters that are lists (sent comma-separated: form style, explode
+    false)."""
+    return {
+        parameter["name"]
+        for parameter in paths()[path]["get"].get("parameters", [])
+        if parameter.get("schema", {}).get("type") == "array"
+    }
+
+
+def _sent_as_an_empty_list(case, lists: set[str]) -> bool:
+    """Whether a list parameter went as `name=`: the form style sends the list `[""]` byte for
+    byte as it sends an empty list, which the document allows; whatever list the fuzzer built, the
+    request on the wire is valid."""
+    return any((case.query or {}).get(name) in ("", [""]) for name in lists)
+
+
 def _runs() -> list[tuple[str, GenerationMode]]:
     """Every operation with valid data; those with parameters also with invalid data."""
     runs = []
@@ -66,6 +83,7 @@ def test_every_answer_conforms_to_the_document(api_schema, path, mode):
     """
     operation = api_schema[path]["GET"]
     statuses: Counter[int] = Counter()
+    lists = _list_parameters(path)
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
@@ -75,6 +93,8 @@ def test_every_answer_conforms_to_the_document(api_schema, path, mode):
         suppress_health_check=list(HealthCheck),
     )
     def fuzz(case):
+        if mode is GenerationMode.NEGATIVE:
+            assume(not _sent_as_an_empty_list(case, lists))
         response = case.call_and_validate(excluded_checks=[positive_data_acceptance])
         statuses[response.status_code] += 1
 
