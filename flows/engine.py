@@ -190,7 +190,7 @@ class Conversations:
     # --- flows ----------------------------------------------------------------------------------
 
     def _start_trade(self, turn: Turn, kind: str, words: list[str]) -> None:
-        refusal = transactions.may_declare(turn.session, turn.inbound.phone, kind == trade.SALE)
+        refusal = transactions.may_declare(turn.registrant, kind == trade.SALE)
         if refusal is not None:
             turn.save(None, None)
             turn.reply(turn.say(refusal.reason, **refusal.params))

@@ -134,7 +134,11 @@ def flag(
 
 
 def _active_buyer(session: Session, phone: str) -> Registrant | Refusal:
-    registrant = active_registrant(session, phone)
+    return _as_buyer(active_registrant(session, phone))
+
+
+def _as_buyer(registrant: Registrant | None) -> Registrant | Refusal:
+    """The phone's registrant if it may buy, else why not."""
     if registrant is None or not registrant.role.is_buyer:
         return Refusal(NOT_A_BUYER)
     if registrant.status is not RegistrantStatus.ACTIVE:
@@ -341,12 +345,13 @@ def declare_right(
     evaluate_proposal(session, transaction, now)
 
 
-def may_declare(session: Session, phone: str, sale: bool) -> Refusal | None:
-    """Check at once that this phone may declare a purchase (a buyer) or a sale (a miner)."""
+def may_declare(seller_or_buyer: Registrant | None, sale: bool) -> Refusal | None:
+    """Check at once that a phone's registrant (`active_registrant`, None if the phone has none)
+    may declare a purchase (a buyer) or a sale (a miner)."""
     if not sale:
-        buyer = _active_buyer(session, phone)
+        buyer = _as_buyer(seller_or_buyer)
         return buyer if isinstance(buyer, Refusal) else None
-    seller = active_registrant(session, phone)
+    seller = seller_or_buyer
     if seller is None or seller.role is not Role.MINER:
         return Refusal(NOT_A_SELLER)
     if seller.status is not RegistrantStatus.ACTIVE:

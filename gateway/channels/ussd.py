@@ -20,6 +20,7 @@ its conversation, which is kept per phone by `flows`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from collections.abc import Mapping
 import sqlalchemy as sa
 from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from flows.messages import Channel, Inbound, Reply
@@ -34,7 +36,7 @@ from flows.store import locale_for
 from gateway import text as wire
 from gateway.models import Direction, Message
 from gateway.service import current_gateway
-from recpo.db import Database
+from recpo.db import Database, DriverStatement
 from recpo.i18n import DEFAULT_LOCALE, N_, translate
 from registry.identifiers import InvalidIdentifier, mask_phone, parse_phone
 
@@ -104,6 +106,33 @@ def parse(form: Mapping[str, str], now: dt.datetime) -> Inbound:
     )
 
 
+@functools.cache
+def _other_phone_statement(dialect: str) -> DriverStatement:
+    """The look-up `owned_by_another_phone` runs, built once per dialect.
+
+    The session's step ids are one array parameter on PostgreSQL (`= ANY`), so the statement is
+    compiled once whatever the step; elsewhere an IN list rendered per execution.
+    """
+    messages = Message.__table__
+    if dialect == "postgresql":
+        steps = messages.c.provider_id == sa.any_(
+            sa.bindparam("steps", type_=postgresql.ARRAY(messages.c.provider_id.type))
+        )
+    else:
+        steps = messages.c.provider_id.in_(sa.bindparam("steps", expanding=True))
+    return DriverStatement(
+        sa.select(messages.c.id)
+        .where(
+            messages.c.channel == Channel.USSD,
+            steps,
+            messages.c.direction == Direction.IN,
+            messages.c.created_at >= sa.bindparam("since", type_=messages.c.created_at.type),
+            messages.c.phone != sa.bindparam("phone", type_=messages.c.phone.type),
+        )
+        .limit(1)
+    )
+
+
 def owned_by_another_phone(session: Session, inbound: Inbound) -> bool:
     """True if the message log shows this USSD session used from a different phone.
 
@@ -114,19 +143,13 @@ def owned_by_another_phone(session: Session, inbound: Inbound) -> bool:
     assert inbound.session_id is not None and inbound.provider_id is not None
     step = int(inbound.provider_id.rsplit(":", 1)[1])
     numbers = {*range(min(step, MAX_STEPS) + 1), step}
-    steps = [f"{inbound.session_id}:{n}" for n in sorted(numbers)]
-    found = session.scalar(
-        sa.select(Message.id)
-        .where(
-            Message.channel == Channel.USSD,
-            Message.provider_id.in_(steps),
-            Message.direction == Direction.IN,
-            Message.created_at >= inbound.received_at - SESSION_LIFETIME,
-            Message.phone != inbound.phone,
-        )
-        .limit(1)
-    )
-    return found is not None
+    params = {
+        "steps": [f"{inbound.session_id}:{n}" for n in sorted(numbers)],
+        "since": inbound.received_at - SESSION_LIFETIME,
+        "phone": inbound.phone,
+    }
+    statement = _other_phone_statement(session.get_bind().dialect.name)
+    return bool(statement.rows(session.connection(), params))
 
 
 # --- render ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from flows import commands, engine
-from flows.messages import Channel, Reply
+from flows.messages import Channel, Inbound, Reply
 from flows.models import Conversation
 from gateway.channels import ussd
 from gateway.channels.ussd import answers, fit_screen, render_screen
@@ -263,6 +263,51 @@ class TestSessions:
         expected = fold_for_sms(translate("qu", ussd.OTHER_PHONE))
         assert expected != screen(ussd.OTHER_PHONE)
         assert response.get_data(as_text=True) == "END " + fit_screen(expected)
+
+
+class TestOwner:
+    """`owned_by_another_phone` on both backends (its statement differs between them)."""
+
+    NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+
+    def _log(self, session, phone: str, provider_id: str, age: dt.timedelta = dt.timedelta()):
+        at = self.NOW - age
+        session.add(
+            Message(
+                channel=Channel.USSD,
+                direction=Direction.IN,
+                phone=phone,
+                body="",
+                provider_id=provider_id,
+                status=Status.RECEIVED,
+                encoding="gsm7",
+                segments=1,
+                created_at=at,
+                updated_at=at,
+            )
+        )
+        session.flush()
+
+    def _step(self, phone: str, step: int, session_id: str = "ATUid_x") -> Inbound:
+        return Inbound(
+            Channel.USSD, phone, "1", f"{session_id}:{step}", self.NOW, session_id=session_id
+        )
+
+    def test_a_session_started_elsewhere_belongs_to_that_phone(self, backend_session):
+        self._log(backend_session, OTHER_PHONE, "ATUid_x:0")
+        assert ussd.owned_by_another_phone(backend_session, self._step(PHONE, 1))
+        assert not ussd.owned_by_another_phone(backend_session, self._step(OTHER_PHONE, 1))
+
+    def test_other_sessions_and_old_sessions_do_not_count(self, backend_session):
+        self._log(backend_session, OTHER_PHONE, "ATUid_y:0")
+        self._log(backend_session, OTHER_PHONE, "ATUid_x:0", age=ussd.SESSION_LIFETIME * 2)
+        assert not ussd.owned_by_another_phone(backend_session, self._step(PHONE, 1))
+
+    def test_the_step_itself_counts_beyond_the_steps_looked_back_on(self, backend_session):
+        far = ussd.MAX_STEPS + 20
+        self._log(backend_session, OTHER_PHONE, f"ATUid_x:{far}")
+        assert ussd.owned_by_another_phone(backend_session, self._step(PHONE, far))
+        assert not ussd.owned_by_another_phone(backend_session, self._step(PHONE, far - 1))
 
 
 class TestAnswers:
