@@ -204,10 +204,17 @@ class DriverStatement:
     through SQLAlchemy unchanged, and `rows` returns values with the column types applied
     (psycopg's are the database's own: strings for enum columns), so callers that read more
     than ids and counts convert them as `load` does.
+
+    psycopg prepares a statement on the server once it has run a few times, and the server may
+    then keep one plan for any values. `planned_each_time=True` keeps it from that, for a
+    statement whose best plan depends on its values or on a table's size: a plan made for any
+    values while the table was small can stay in use, scanning it all, until the table is next
+    analyzed.
     """
 
-    def __init__(self, statement: sa.Executable) -> None:
+    def __init__(self, statement: sa.Executable, *, planned_each_time: bool = False) -> None:
         self.statement = statement
+        self._prepare: bool | None = False if planned_each_time else None  # psycopg's default
         self._compiled: _Compiled | None = None
         self._names: tuple[str, ...] | None = None  # of the result's columns, once known
         self._loaders: dict[tuple[type, tuple[str, ...]], list[tuple[str, Any]]] = {}
@@ -289,7 +296,7 @@ class DriverStatement:
         assert driver is not None
         try:
             with driver.cursor() as cursor:
-                cursor.execute(compiled.sql, values)
+                cursor.execute(compiled.sql, values, prepare=self._prepare)
                 names = self._names
                 if names is None:  # psycopg builds the description anew on each call: once
                     description = cursor.description

@@ -110,8 +110,10 @@ def parse(form: Mapping[str, str], now: dt.datetime) -> Inbound:
 def _other_phone_statement(dialect: str) -> DriverStatement:
     """The look-up `owned_by_another_phone` runs, built once per dialect.
 
-    The session's step ids are one array parameter on PostgreSQL (`= ANY`), so the statement is
-    compiled once whatever the step; elsewhere an IN list rendered per execution.
+    The session's step ids are one array parameter on PostgreSQL (`= ANY`), elsewhere an IN list
+    rendered for each session's length. The server plans it for each callback's values: with one
+    plan kept for any values, made while the log was small, it filtered every USSD message in the
+    log instead of probing the index for each step.
     """
     messages = Message.__table__
     if dialect == "postgresql":
@@ -129,7 +131,8 @@ def _other_phone_statement(dialect: str) -> DriverStatement:
             messages.c.created_at >= sa.bindparam("since", type_=messages.c.created_at.type),
             messages.c.phone != sa.bindparam("phone", type_=messages.c.phone.type),
         )
-        .limit(1)
+        .limit(1),
+        planned_each_time=True,
     )
 
 

@@ -303,6 +303,13 @@ class TestOwner:
         self._log(backend_session, OTHER_PHONE, "ATUid_x:0", age=ussd.SESSION_LIFETIME * 2)
         assert not ussd.owned_by_another_phone(backend_session, self._step(PHONE, 1))
 
+    @pytest.mark.parametrize("step", [4, 40])
+    def test_every_earlier_step_counts_in_short_and_long_sessions(self, backend_session, step):
+        self._log(backend_session, PHONE, "ATUid_x:0")
+        self._log(backend_session, OTHER_PHONE, f"ATUid_x:{step - 3}")
+        assert ussd.owned_by_another_phone(backend_session, self._step(PHONE, step))
+        assert not ussd.owned_by_another_phone(backend_session, self._step(PHONE, step - 4))
+
     def test_the_step_itself_counts_beyond_the_steps_looked_back_on(self, backend_session):
         far = ussd.MAX_STEPS + 20
         self._log(backend_session, OTHER_PHONE, f"ATUid_x:{far}")

@@ -232,3 +232,21 @@ def test_an_in_list_is_refused_when_compiled(database: Database):
     )
     with database.transaction() as session, pytest.raises(ValueError, match="expanding"):
         statement.rows(session.connection(), {"ids": [1, 2]})
+
+
+@pytest.mark.parametrize("planned_each_time", [False, True])
+def test_planned_each_time_is_never_prepared_on_the_server(connection, planned_each_time):
+    """psycopg prepares a statement run often enough (`prepare_threshold`); a statement planned
+    each time never is, so the server plans it for each execution's values."""
+    statement = DriverStatement(
+        sa.select(sa.literal_column("'planned?'")).where(sa.bindparam("n", type_=sa.Integer) > 0),
+        planned_each_time=planned_each_time,
+    )
+    threshold = connection.connection.driver_connection.prepare_threshold
+    for n in range(threshold + 2):
+        assert statement.rows(connection, {"n": n + 1}) == [("planned?",)]
+    prepared = connection.execute(
+        sa.text("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE :text"),
+        {"text": "%'planned?'%"},
+    ).scalar()
+    assert prepared == (0 if planned_each_time else 1)
