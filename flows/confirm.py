@@ -212,8 +212,9 @@ def claim(turn: Turn, code: str) -> Transaction | None:
 EXPIRED_NOTICE = N_("Transaction %(code)s expired without an answer. Nothing was recorded.")
 
 
-def expire(session: Session, now: dt.datetime) -> list[Reply]:
-    """Expire unanswered transactions; return a notice for each party, in their language."""
+def expire(session: Session, now: dt.datetime) -> list[tuple[int, Reply]]:
+    """Expire unanswered transactions; return a notice for each party, in their language, with
+    the id of the transaction it is about."""
     notices = []
     for transaction in transactions.expire_due(session, now):
         for party in (transaction.buyer, transaction.seller):
@@ -221,5 +222,6 @@ def expire(session: Session, now: dt.datetime) -> list[Reply]:
             if phone is None:
                 continue
             say = Speaker(party.language.value)
-            notices.append(Reply(phone, say(EXPIRED_NOTICE, code=transaction.code), Channel.SMS))
+            notice = Reply(phone, say(EXPIRED_NOTICE, code=transaction.code), Channel.SMS)
+            notices.append((transaction.id, notice))
     return notices

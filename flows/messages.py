@@ -66,6 +66,7 @@ class Step(enum.StrEnum):
     CLAIMED = "claimed"  # CODIGO: the buyer took up a declared sale
     CONFIRMED = "confirmed"  # SI from the party who had to answer
     DISPUTED = "disputed"  # NO from that party
+    EXPIRED = "expired"  # nobody answered in time: the notices telling both parties
 
 
 @dataclass(frozen=True)

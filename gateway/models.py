@@ -140,7 +140,8 @@ class TransactionMessage(Base):
     """A message of a conversation that proposed, claimed, confirmed or rejected a transaction.
 
     Written in the inbound message's own database transaction: the message, its replies (to
-    every party) and the earlier messages of the conversation that led to it.
+    every party) and the earlier messages of the conversation that led to it; and with the
+    notices telling both parties the transaction expired unanswered (step `expired`).
     """
 
     __tablename__ = "transaction_messages"

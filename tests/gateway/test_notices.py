@@ -8,9 +8,9 @@ import sqlalchemy as sa
 
 from flows.confirm import EXPIRED_NOTICE
 from flows.engine import Conversations
-from flows.messages import Channel, Inbound
+from flows.messages import Channel, Inbound, Step
 from gateway.inbound import receive
-from gateway.models import Message, OptOut, OutboxItem, Status
+from gateway.models import Message, OptOut, OutboxItem, Status, TransactionMessage
 from gateway.notices import expire_transactions
 from gateway.text import fold_for_sms
 from ledger.log import Log
@@ -32,6 +32,17 @@ def _propose(database, clock) -> Transaction:
     conversations = Conversations(ledger=log)
     for n, text in enumerate(("COMPRA 45678912 DORE 25.5G 850 5400", "SI")):
         receive(database, conversations, Inbound(Channel.SMS, BUYER, text, f"N{n}", clock.now()))
+
+
+def _expiry_links(db_session, transaction_id: int) -> set[int]:
+    return set(
+        db_session.scalars(
+            sa.select(TransactionMessage.message_id).where(
+                TransactionMessage.transaction_id == transaction_id,
+                TransactionMessage.step == Step.EXPIRED,
+            )
+        )
+    )
 
 
 def test_expired_transactions_notify_both_parties(database, db_session, clock):
@@ -56,6 +67,8 @@ def test_expired_transactions_notify_both_parties(database, db_session, clock):
     assert notices[BUYER].body == expected["es"]
     assert notices[JUANA].body == expected["qu"]  # Juana reads Quechua
     assert all(db_session.get(OutboxItem, i) is not None for i in dispatched)
+    # On the transaction's page, beside the messages that proposed it.
+    assert _expiry_links(db_session, transaction.id) == set(dispatched)
     assert expire_transactions(database, dispatched.extend, clock.now()) == 0  # once only
 
 
@@ -72,3 +85,5 @@ def test_an_opted_out_party_gets_nothing(database, db_session, clock):
         sa.select(Message).where(Message.phone == JUANA).order_by(Message.id.desc())
     ).first()
     assert to_juana.status is Status.FAILED
+    transaction = db_session.scalars(sa.select(Transaction)).one()
+    assert _expiry_links(db_session, transaction.id) == {*dispatched, to_juana.id}
