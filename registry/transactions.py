@@ -133,10 +133,6 @@ def flag(
     return red_flag
 
 
-def _active_buyer(session: Session, phone: str) -> Registrant | Refusal:
-    return _as_buyer(active_registrant(session, phone))
-
-
 def _as_buyer(registrant: Registrant | None) -> Registrant | Refusal:
     """The phone's registrant if it may buy, else why not."""
     if registrant is None or not registrant.role.is_buyer:
@@ -274,7 +270,7 @@ def propose_purchase(
     ttl: dt.timedelta = DEFAULT_TTL,
 ) -> Transaction | Refusal:
     """A buyer registers a purchase; the seller must confirm it."""
-    buyer = _active_buyer(session, buyer_phone)
+    buyer = _as_buyer(active_registrant(session, buyer_phone))
     if isinstance(buyer, Refusal):
         return buyer
     checked = check_seller(session, seller_document, now, buyer_phone)
@@ -345,16 +341,15 @@ def declare_right(
     evaluate_proposal(session, transaction, now)
 
 
-def may_declare(seller_or_buyer: Registrant | None, sale: bool) -> Refusal | None:
+def may_declare(registrant: Registrant | None, sale: bool) -> Refusal | None:
     """Check at once that a phone's registrant (`active_registrant`, None if the phone has none)
     may declare a purchase (a buyer) or a sale (a miner)."""
     if not sale:
-        buyer = _as_buyer(seller_or_buyer)
+        buyer = _as_buyer(registrant)
         return buyer if isinstance(buyer, Refusal) else None
-    seller = seller_or_buyer
-    if seller is None or seller.role is not Role.MINER:
+    if registrant is None or registrant.role is not Role.MINER:
         return Refusal(NOT_A_SELLER)
-    if seller.status is not RegistrantStatus.ACTIVE:
+    if registrant.status is not RegistrantStatus.ACTIVE:
         return Refusal(REGISTRANT_SUSPENDED)
     return None
 
