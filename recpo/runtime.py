@@ -45,6 +45,12 @@ class Runtime:
         app.extensions[EXTENSION_KEY] = self
         app.teardown_appcontext(_close_request_session)
 
+    def close(self) -> None:
+        """Close the Redis connections now rather than when the client is collected (a later
+        command would open new ones). The database is its creator's to dispose of."""
+        if self.redis is not None:
+            self.redis.close()
+
 
 def current_runtime() -> Runtime:
     """Return the runtime of the current Flask app."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -26,6 +27,7 @@ from migrations import upgrade
 from recpo.app import create_app
 from recpo.clock import FixedClock
 from recpo.db import Database, make_engine
+from recpo.runtime import EXTENSION_KEY as RUNTIME_KEY
 
 NOW = dt.datetime(2026, 11, 30, 15, 0, tzinfo=dt.UTC)
 
@@ -138,10 +140,35 @@ def instance_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def make_app() -> Iterator[Callable[[Mapping[str, Any]], Flask]]:
+    """`create_app` for a test: the apps' Redis connections are closed when the test ends.
+
+    An app left to the garbage collector is collected as a whole (apps are full of reference
+    cycles), in no set order: a socket can be finalised before the connection that would have
+    closed it, and its "unclosed socket" ResourceWarning then fails whatever test is running.
+    """
+    made: list[Flask] = []
+
+    def make(config: Mapping[str, Any]) -> Flask:
+        made.append(create_app(config))
+        return made[-1]
+
+    yield make
+    flush_relays()  # the relays' waiting rows go to RQ while the connections are open
+    for app in made:
+        app.extensions[RUNTIME_KEY].close()
+
+
+@pytest.fixture
 def app(
-    database: Database, redis: Redis, redis_url: str, clock: FixedClock, instance_path: Path
+    make_app: Callable[[Mapping[str, Any]], Flask],
+    database: Database,
+    redis: Redis,
+    redis_url: str,
+    clock: FixedClock,
+    instance_path: Path,
 ) -> Flask:
-    return create_app(
+    return make_app(
         {
             "DATABASE": database,
             "REDIS_URL": redis_url,

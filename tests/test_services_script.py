@@ -52,7 +52,8 @@ def test_throwaway_servers_start_when_none_answers():
         assert "starting a throwaway Redis" in result.stderr
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:{pg_port}/postgres") as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
-        assert redis.Redis.from_url(redis_url).ping()
+        with redis.Redis.from_url(redis_url) as client:
+            assert client.ping()
     finally:
         pg_ctl = next(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), None)
         if (workdir / "pg" / "PG_VERSION").exists() and pg_ctl:
@@ -60,6 +61,6 @@ def test_throwaway_servers_start_when_none_answers():
             if os.geteuid() == 0:
                 stop = ["runuser", "-u", "postgres", "--", *stop]
             subprocess.run(stop, capture_output=True, timeout=60)
-        with contextlib.suppress(redis.ConnectionError):
-            redis.Redis(port=redis_port).shutdown(nosave=True)
+        with contextlib.suppress(redis.ConnectionError), redis.Redis(port=redis_port) as client:
+            client.shutdown(nosave=True)
         shutil.rmtree(workdir, ignore_errors=True)

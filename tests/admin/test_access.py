@@ -185,8 +185,10 @@ class TestRateLimit:
         elsewhere.environ_base["REMOTE_ADDR"] = "10.0.0.2"
         assert login_form(elsewhere, "ana", PASSWORD).status_code == 302
 
-    def test_with_redis_every_process_shares_the_counts(self, app, client, accounts, redis):
-        other_process = create_app(
+    def test_with_redis_every_process_shares_the_counts(
+        self, app, client, accounts, redis, make_app
+    ):
+        other_process = make_app(
             {
                 "DATABASE": app.extensions["recpo"].database,
                 "REDIS_URL": app.extensions["recpo"].settings.redis_url,

@@ -248,7 +248,7 @@ class TestWitnesses:
     ORIGIN = "recpo.example/ledger"
 
     def test_cosigning_refusing_unreachable_and_former_witnesses(
-        self, database, redis_url, clock, instance_path, tmp_path
+        self, database, redis_url, clock, instance_path, tmp_path, make_app
     ):
         log_key = generate_signer_key(self.ORIGIN)
         ours = Signer.from_text(log_key).verifier()
@@ -271,7 +271,7 @@ class TestWitnesses:
                     ).verifier_text(),
                 ]
             )
-            app = create_app(
+            app = make_app(
                 {
                     "DATABASE": database,
                     "REDIS_URL": redis_url,

@@ -20,7 +20,6 @@ from gateway.dispatch import QUEUE_NAME, RQDispatcher
 from gateway.inbound import receive
 from gateway.models import Direction, Message, OutboxItem, OutboxState, Status
 from gateway.service import EXTENSION_KEY
-from recpo.app import create_app
 from recpo.clock import SystemClock
 from tests.fakes.twilio_api import FakeTwilioAPI
 from tests.gateway.test_twilio import (
@@ -39,11 +38,11 @@ SECRET_BODY = "COMPRA 45678912 DORE 25.5G 850 5400"
 
 class TestLogPrivacy:
     def test_info_log_has_no_secret_body_or_full_phone(
-        self, database, redis, redis_url, clock, instance_path, caplog
+        self, database, redis, redis_url, clock, instance_path, caplog, make_app
     ):
         caplog.set_level(logging.INFO)
         with FakeTwilioAPI(ACCOUNT_SID, AUTH_TOKEN) as fake:
-            app = create_app(
+            app = make_app(
                 twilio_config(database, redis_url, clock, instance_path, TWILIO_API_URL=fake.url)
             )
             form = {**SMS, "Body": SECRET_BODY}
@@ -86,10 +85,10 @@ class FailOnce(Conversations):
 
 class TestFaults:
     def test_connection_dropped_mid_request_then_retried(
-        self, committing_database, redis_url, clock, instance_path
+        self, committing_database, redis_url, clock, instance_path, make_app
     ):
         config = twilio_config(committing_database, redis_url, clock, instance_path)
-        app = create_app(config)
+        app = make_app(config)
         app.extensions[EXTENSION_KEY].conversations = FailOnce()
         client = app.test_client()
         webhook = signed("/twilio/sms", SMS)

@@ -30,7 +30,7 @@ from gateway.senders import (
     RetryableSendError,
     build_senders,
 )
-from recpo.app import MAX_REQUEST_BYTES, create_app
+from recpo.app import MAX_REQUEST_BYTES
 from recpo.config import Settings
 from tests.fakes.twilio_api import FakeTwilioAPI
 
@@ -324,9 +324,9 @@ def twilio_config(database, redis_url, clock, instance_path, **overrides: str) -
 
 
 @pytest.fixture
-def twilio_app(database, redis, redis_url, clock, instance_path, fake):
+def twilio_app(make_app, database, redis, redis_url, clock, instance_path, fake):
     """The app with Twilio configured; replies are enqueued on the test Redis, never sent."""
-    return create_app(
+    return make_app(
         twilio_config(database, redis_url, clock, instance_path, TWILIO_API_URL=fake.url)
     )
 
@@ -391,10 +391,10 @@ def test_webhook(twilio, database, redis, case: Case):
 
 class TestChannelOff:
     def test_without_an_auth_token_every_endpoint_is_404(
-        self, database, redis, redis_url, clock, instance_path
+        self, database, redis, redis_url, clock, instance_path, make_app
     ):
         config = twilio_config(database, redis_url, clock, instance_path, TWILIO_AUTH_TOKEN="")
-        client = create_app(config).test_client()
+        client = make_app(config).test_client()
         for path, form in [
             ("/twilio/sms", SMS),
             ("/twilio/whatsapp", WHATSAPP),

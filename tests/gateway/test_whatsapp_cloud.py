@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,6 @@ from gateway.senders import (
     WindowClosedError,
 )
 from gateway.service import EXTENSION_KEY
-from recpo.app import create_app
 from recpo.clock import FixedClock
 from recpo.config import Settings
 from recpo.db import Database
@@ -115,6 +114,7 @@ def graph_api() -> Iterator[FakeGraphAPI]:
 
 @pytest.fixture
 def app(
+    make_app: Callable[[Mapping[str, Any]], Flask],
     database: Database,
     redis: Redis,
     redis_url: str,
@@ -123,7 +123,7 @@ def app(
     graph_api: FakeGraphAPI,
 ) -> Flask:
     """The conftest app with the Cloud API configured and pointed at the fake Graph API."""
-    return create_app(
+    return make_app(
         {
             "DATABASE": database,
             "REDIS_URL": redis_url,
@@ -388,9 +388,9 @@ def test_failed_status_keeps_the_error(client, database) -> None:
     ("method", "path"), [("GET", f"/whatsapp?{HANDSHAKE}"), ("POST", "/whatsapp")]
 )
 def test_channel_is_off_without_an_app_secret(
-    method, path, database, redis_url, clock, instance_path
+    method, path, database, redis_url, clock, instance_path, make_app
 ) -> None:
-    app = create_app(
+    app = make_app(
         {
             "DATABASE": database,
             "REDIS_URL": redis_url,

@@ -30,9 +30,9 @@ class TestHealthz:
         assert response.json["redis"] == {"ok": False, "configured": True}
         assert response.json["database"]["ok"] is True
 
-    def test_database_unreachable_is_503(self, instance_path: Path):
+    def test_database_unreachable_is_503(self, instance_path: Path, make_app):
         database = Database.from_url("postgresql+psycopg://nobody@127.0.0.1:1/none")
-        app = create_app({"DATABASE": database, "INSTANCE_PATH": str(instance_path)})
+        app = make_app({"DATABASE": database, "INSTANCE_PATH": str(instance_path)})
         response = app.test_client().get("/healthz")
         assert response.status_code == 503
         assert response.json["database"] == {"ok": False, "backend": "postgresql"}
