@@ -1,6 +1,6 @@
 """Baselines for bench/webhook.py: a bare Flask endpoint under gunicorn, and a no-op RQ job.
 
-    .venv/bin/python bench/bare_app.py --port N --workers W
+    .venv/bin/python bench/bare_app.py --port N --workers W --threads T
 
 serves one endpoint, `POST /twilio/sms`, that parses the same form as the real webhook (reading the
 fields the gateway reads) and returns the same empty TwiML, with nothing else: no signature check,
@@ -36,7 +36,7 @@ def noop() -> None:
     """A job that does nothing (RQ's own per-job cost)."""
 
 
-def serve(host: str, port: int, workers: int) -> None:
+def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve `app` with gunicorn, configured as `recpo serve` does."""
     from gunicorn.app.base import BaseApplication
 
@@ -44,7 +44,7 @@ def serve(host: str, port: int, workers: int) -> None:
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            for name, value in gunicorn_settings(host, port, workers).items():
+            for name, value in gunicorn_settings(host, port, workers, threads).items():
                 self.cfg.set(name, value)
 
         def load(self) -> Flask:
@@ -54,9 +54,12 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 if __name__ == "__main__":
+    from recpo.cli import SERVE_THREADS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=SERVE_THREADS)
     args = parser.parse_args()
-    serve(args.host, args.port, args.workers)
+    serve(args.host, args.port, args.workers, args.threads)

@@ -12,7 +12,8 @@ flushed). Every figure is printed next to a baseline measured in the same run on
    the requests that reused a connection), the two servers alternating in slices
    so that other load on the machine weighs on both alike. Every request has its own MessageSid;
    senders rotate among fresh blocks of 1,000 phones (under the inbound rate limit per phone).
-   `--workers` (default 2, as `recpo serve`; more did not help on 2 cores) applies to both.
+   `--workers` (default 2, as `recpo serve`; more did not help on 2 cores) and `--threads`
+   (default as `recpo serve`) apply to both.
 2. USSD: session-start and menu-answer callbacks at 32 connections: p50/p99.
 3. Outbound: N queued replies in a fresh outbox, sent by one `recpo worker --burst` process to a
    local fake Twilio REST API (with OUTBOUND_SEGMENTS_PER_SECOND raised so that pacing does not
@@ -83,6 +84,7 @@ from gateway.channels.twilio import EMPTY_TWIML  # noqa: E402
 from gateway.dispatch import QUEUE_NAME  # noqa: E402
 from gateway.inbound import SLOW_DOWN, text_cost  # noqa: E402
 from gateway.ratelimit import outbound_rate  # noqa: E402
+from recpo.cli import SERVE_THREADS  # noqa: E402
 from recpo.i18n import DEFAULT_LOCALE, translate  # noqa: E402
 from tests.fakes.twilio_api import FakeTwilioAPI, RecordedRequest  # noqa: E402
 
@@ -471,7 +473,13 @@ def inbound_counts(url: str) -> dict[str, int]:
 
 
 def bench_inbound(
-    server: sa.URL, redis: str, workers: int, duration: float, slices: int, logdir: Path
+    server: sa.URL,
+    redis: str,
+    workers: int,
+    threads: int,
+    duration: float,
+    slices: int,
+    logdir: Path,
 ) -> None:
     phones = Phones()
     with RecordingFake(ACCOUNT_SID, AUTH_TOKEN) as fake, fresh_database(server, "inbound") as url:
@@ -479,13 +487,13 @@ def bench_inbound(
         svc_port, bare_port = free_port(), free_port()
         instance = logdir / "instance"
         env = service_env(url, redis, svc_port, fake, instance)
+        workers_arg = ["--workers", str(workers), "--threads", str(threads)]
         svc = Process(
             "recpo-serve",
-            [str(BIN / "recpo"), "serve", "--port", str(svc_port), "--workers", str(workers)],
+            [str(BIN / "recpo"), "serve", "--port", str(svc_port), *workers_arg],
             env,
             logdir,
         )
-        workers_arg = ["--workers", str(workers)]
         bare = Process(
             "bare-app",
             [
@@ -516,7 +524,7 @@ def bench_inbound(
             runs: dict[str, list[Load]] = {name: [] for name in ports}
             note(
                 f"inbound: bare and full alternating in {slices} slices, {duration} s each in "
-                f"all, {CONNECTIONS} connections, gunicorn --workers {workers}"
+                f"all, {CONNECTIONS} connections, gunicorn --workers {workers} --threads {threads}"
             )
             cpu0 = time.process_time()
             for _ in range(slices):
@@ -545,6 +553,7 @@ def bench_inbound(
             common = {
                 "connections": CONNECTIONS,
                 "gunicorn_workers": workers,
+                "gunicorn_threads": threads,
                 "keep_alive_reuses": full_load.reused,
                 "connects": full_load.reconnects,
             }
@@ -617,6 +626,7 @@ def bench_inbound(
                 answers=len(answers),
                 connections=CONNECTIONS,
                 gunicorn_workers=workers,
+                gunicorn_threads=threads,
                 keep_alive_reuses=ussd.reused,
                 connects=ussd.reconnects,
             )
@@ -921,6 +931,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short runs, fewer messages")
     parser.add_argument("--duration", type=float, help="seconds of load per server")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (both servers)")
+    parser.add_argument(
+        "--threads", type=int, default=SERVE_THREADS, help="threads per gunicorn worker (both)"
+    )
     parser.add_argument("--messages", type=int, help="outbound messages for the send rate")
     parser.add_argument("--paced", type=int, help="outbound messages for the pacing check")
     parser.add_argument("--only", choices=["inbound", "outbound"], action="append")
@@ -939,7 +952,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="recpo-bench-webhook-") as tmp:
         logdir = Path(tmp)
         if "inbound" in only:
-            bench_inbound(server, redis, args.workers, duration, 1 if args.quick else 5, logdir)
+            bench_inbound(
+                server,
+                redis,
+                args.workers,
+                args.threads,
+                duration,
+                1 if args.quick else 5,
+                logdir,
+            )
         if "outbound" in only:
             bench_outbound(
                 server, redis, messages, min(messages, 100 if args.quick else 200), paced, logdir

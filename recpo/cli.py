@@ -111,8 +111,15 @@ def demo() -> None:
 
 # --- serve ----------------------------------------------------------------------------------------
 
+# Threads per gunicorn worker. Python runs one thread of a process at a time, so more threads
+# mostly queue for the interpreter: add processes (--workers) for more requests per second. On
+# 2 cores (bench/webhook.py) 2 threads against 4 made no difference beyond the host's noise.
+SERVE_THREADS = 4
 
-def gunicorn_settings(host: str, port: int, workers: int) -> dict[str, object]:
+
+def gunicorn_settings(
+    host: str, port: int, workers: int, threads: int = SERVE_THREADS
+) -> dict[str, object]:
     """Return how `recpo serve` configures gunicorn (bench/bare_app.py serves alike)."""
     return {
         "bind": f"{host}:{port}",
@@ -120,7 +127,7 @@ def gunicorn_settings(host: str, port: int, workers: int) -> dict[str, object]:
         # Threads, so a long CSV export or a slow provider call does not hold a whole process;
         # the timeout is for a worker that stopped answering, not for a slow response.
         "worker_class": "gthread",
-        "threads": 4,
+        "threads": threads,
         "timeout": 120,
         "accesslog": "-",
         "graceful_timeout": 10,
@@ -131,16 +138,23 @@ def gunicorn_settings(host: str, port: int, workers: int) -> dict[str, object]:
 @click.command(help="Serve the web application with gunicorn.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=None, help="Default: PORT, else 5000.")
-@click.option("--workers", type=int, default=2, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=SERVE_THREADS,
+    show_default=True,
+    help="Requests each worker process handles at once.",
+)
 @with_appcontext
-def serve(host: str, port: int | None, workers: int) -> None:
+def serve(host: str, port: int | None, workers: int, threads: int) -> None:
     from gunicorn.app.base import BaseApplication
 
     port = port or current_runtime().settings.port
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            for name, value in gunicorn_settings(host, port, workers).items():
+            for name, value in gunicorn_settings(host, port, workers, threads).items():
                 self.cfg.set(name, value)
 
         def load(self) -> Flask:

@@ -5,6 +5,7 @@ import sqlalchemy as sa
 from admin.models import StaffRole, User
 from admin.users import verify_password
 from gateway.models import Message
+from recpo.cli import SERVE_THREADS, gunicorn_settings
 from registry.models import PhoneLink, Registrant, ReinfoRegistration
 
 
@@ -142,3 +143,21 @@ class TestSimulate:
     def test_a_bad_number_is_explained(self, runner):
         result = runner.invoke(args=["simulate", "12"])
         assert result.exit_code != 0
+
+
+class TestServe:
+    def test_gunicorn_runs_threaded_workers_as_asked(self):
+        settings = gunicorn_settings("127.0.0.1", 8000, workers=3, threads=5)
+        assert (settings["worker_class"], settings["workers"], settings["threads"]) == (
+            "gthread",
+            3,
+            5,
+        )
+        assert gunicorn_settings("127.0.0.1", 8000, workers=2)["threads"] == SERVE_THREADS
+
+    def test_no_workers_or_threads_is_refused_before_serving(self, runner):
+        for option in ("--workers", "--threads"):
+            result = runner.invoke(args=["serve", option, "0"])
+            assert result.exit_code == 2, result.output
+            assert "0 is not in the range x>=1" in result.output
+            assert "serving on" not in result.output
