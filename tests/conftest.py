@@ -31,6 +31,8 @@ from recpo.runtime import EXTENSION_KEY as RUNTIME_KEY
 
 NOW = dt.datetime(2026, 11, 30, 15, 0, tzinfo=dt.UTC)
 
+AppFactory = Callable[[Mapping[str, Any]], Flask]  # the `make_app` fixture
+
 
 def _required_env(name: str) -> str:
     value = os.environ.get(name)
@@ -140,7 +142,7 @@ def instance_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_app() -> Iterator[Callable[[Mapping[str, Any]], Flask]]:
+def make_app() -> Iterator[AppFactory]:
     """`create_app` for a test: the apps' Redis connections are closed when the test ends.
 
     An app left to the garbage collector is collected as a whole (apps are full of reference
@@ -161,7 +163,7 @@ def make_app() -> Iterator[Callable[[Mapping[str, Any]], Flask]]:
 
 @pytest.fixture
 def app(
-    make_app: Callable[[Mapping[str, Any]], Flask],
+    make_app: AppFactory,
     database: Database,
     redis: Redis,
     redis_url: str,

@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import logging
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,7 @@ from recpo.clock import FixedClock
 from recpo.config import Settings
 from recpo.db import Database
 from recpo.i18n import DEFAULT_LOCALE, translate
-from tests.conftest import NOW
+from tests.conftest import NOW, AppFactory
 from tests.fakes import graph_api as meta
 from tests.fakes.graph_api import FakeGraphAPI
 
@@ -114,7 +114,7 @@ def graph_api() -> Iterator[FakeGraphAPI]:
 
 @pytest.fixture
 def app(
-    make_app: Callable[[Mapping[str, Any]], Flask],
+    make_app: AppFactory,
     database: Database,
     redis: Redis,
     redis_url: str,
